@@ -1,0 +1,120 @@
+//! Configuration read from the environment (and from a `.env` file when one is present).
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context;
+
+/// Reads `.env` into the environment when the file exists; a missing file is not an error.
+pub fn load_dotenv() {
+    // A malformed .env is worth failing on, a missing one is the normal case in containers.
+    match dotenvy::dotenv() {
+        Ok(_) => {}
+        Err(e) if e.not_found() => {}
+        Err(e) => panic!("could not read .env: {e}"),
+    }
+}
+
+/// The value of `name`, or `default` when it is unset or empty.
+pub fn var_or(name: &str, default: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => default.to_owned(),
+    }
+}
+
+/// Parses `name` as `T`, falling back to `default` when it is unset or empty.
+pub fn parse_or<T>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{name}={v:?} is not valid: {e}")),
+        _ => Ok(default),
+    }
+}
+
+/// Parses a boolean variable written as `true`/`false`, `1`/`0`, `yes`/`no`.
+pub fn bool_or(name: &str, default: bool) -> anyhow::Result<bool> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            other => anyhow::bail!("{name}={other:?} is not a boolean"),
+        },
+        _ => Ok(default),
+    }
+}
+
+/// Settings of a service's PostgreSQL pool.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/<service>`.
+    pub url: String,
+    /// `DB_MAX_CONNECTIONS`, default 10.
+    pub max_connections: u32,
+    /// `DB_ACQUIRE_TIMEOUT_MS`, default 3000: how long a request waits for a pooled connection.
+    pub acquire_timeout: Duration,
+    /// `DB_STATEMENT_TIMEOUT_MS`, default 5000: the server cancels statements running longer.
+    pub statement_timeout: Duration,
+    /// `MIGRATE_ON_START`, default true.
+    pub migrate_on_start: bool,
+}
+
+impl DatabaseConfig {
+    /// Reads the database settings of `service` from the environment.
+    pub fn from_env(service: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            url: var_or(
+                "DATABASE_URL",
+                &format!("postgres://postgres@127.0.0.1:5432/{service}"),
+            ),
+            max_connections: parse_or("DB_MAX_CONNECTIONS", 10)?,
+            acquire_timeout: Duration::from_millis(parse_or("DB_ACQUIRE_TIMEOUT_MS", 3000)?),
+            statement_timeout: Duration::from_millis(parse_or("DB_STATEMENT_TIMEOUT_MS", 5000)?),
+            migrate_on_start: bool_or("MIGRATE_ON_START", true)?,
+        })
+    }
+}
+
+/// Settings of the RabbitMQ connection and the order queue.
+#[derive(Debug, Clone)]
+pub struct AmqpConfig {
+    /// `AMQP_URL`, default `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub url: String,
+    /// `ORDER_QUEUE`, default `ORDER`.
+    pub order_queue: String,
+}
+
+impl AmqpConfig {
+    /// Reads the broker settings from the environment.
+    pub fn from_env() -> Self {
+        Self {
+            url: var_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            order_queue: var_or("ORDER_QUEUE", "ORDER"),
+        }
+    }
+}
+
+/// The HTTP port: `PORT`, or the service's default.
+pub fn port(default: u16) -> anyhow::Result<u16> {
+    parse_or("PORT", default)
+}
+
+/// `AUTH_JWKS_URL`, where verifiers fetch auth's public keys.
+pub fn jwks_url() -> String {
+    var_or(
+        "AUTH_JWKS_URL",
+        "http://127.0.0.1:3001/auth/.well-known/jwks.json",
+    )
+}
+
+/// `SHUTDOWN_TIMEOUT_SECS`, default 20: how long in-flight work may take after SIGTERM.
+pub fn shutdown_timeout() -> anyhow::Result<Duration> {
+    parse_or("SHUTDOWN_TIMEOUT_SECS", 20u64)
+        .map(Duration::from_secs)
+        .context("SHUTDOWN_TIMEOUT_SECS")
+}

@@ -1,0 +1,77 @@
+//! PostgreSQL pool start-up and migrations under an advisory lock.
+
+use anyhow::Context;
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+    TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+use crate::config::DatabaseConfig;
+
+/// Opens the pool with the explicit size, acquire timeout and statement timeout of `config`.
+pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<DatabaseConnection> {
+    let mut opts = ConnectOptions::new(config.url.clone());
+    opts.max_connections(config.max_connections)
+        .min_connections(1)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_timeout(config.acquire_timeout)
+        .statement_timeout(config.statement_timeout)
+        // Statements are useful when debugging and noise otherwise.
+        .sqlx_logging(true)
+        .sqlx_logging_level(log::LevelFilter::Debug);
+    Database::connect(opts)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {}", redact(&config.url)))
+}
+
+/// Applies pending migrations of `M` inside one transaction holding a transaction-scoped
+/// advisory lock, so replicas starting together apply them exactly once.
+pub async fn migrate<M: MigratorTrait>(
+    db: &DatabaseConnection,
+    lock_key: i64,
+) -> anyhow::Result<()> {
+    let txn = db
+        .begin()
+        .await
+        .context("beginning the migration transaction")?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1)",
+        [lock_key.into()],
+    ))
+    .await
+    .context("taking the migration advisory lock")?;
+    M::up(&txn, None).await.context("applying migrations")?;
+    txn.commit().await.context("committing migrations")?;
+    Ok(())
+}
+
+/// Answers whether the database responds to a trivial query (for `/readyz`).
+pub async fn ping(db: &DatabaseConnection) -> bool {
+    db.ping().await.is_ok()
+}
+
+/// The URL with any password replaced, for logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<unparseable url>".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn a_password_in_a_database_url_never_reaches_the_log() {
+        let shown = redact("postgres://shop:hunter22@db:5432/orders");
+        assert!(!shown.contains("hunter22"));
+        assert!(shown.contains("db:5432/orders"));
+    }
+}

@@ -1,0 +1,16 @@
+//! Shared pieces of the shop services: configuration, telemetry, the problem+json error body,
+//! paging, database start-up, JWT verification, AMQP messaging and the message contract.
+
+pub mod amqp;
+pub mod config;
+pub mod db;
+pub mod ids;
+pub mod jwt;
+pub mod messages;
+pub mod paging;
+pub mod problem;
+pub mod shutdown;
+pub mod telemetry;
+
+#[cfg(feature = "testing")]
+pub mod testing;
