@@ -54,6 +54,14 @@ macro_rules! typed_id {
                 Self(id)
             }
         }
+
+        // Sea-orm asks every primary key type for a conversion from an auto-increment id; a
+        // UUID key is never auto-incremented, so the conversion only ever reports that.
+        impl sea_orm::TryFromU64 for $name {
+            fn try_from_u64(_: u64) -> Result<Self, sea_orm::DbErr> {
+                Err(sea_orm::DbErr::ConvertFromU64(stringify!($name)))
+            }
+        }
     };
 }
 

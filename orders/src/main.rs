@@ -1,1 +1,45 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use orders::{config::Config, startup::Application};
+
+/// Stores orders sent over RabbitMQ and shows users their orders.
+#[derive(Parser)]
+#[command(name = "orders", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API and the order consumer (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    common::config::load_dotenv();
+    let cli = Cli::parse();
+    common::telemetry::init("orders");
+    match run(cli.command.unwrap_or(Command::Serve)).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "orders failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    match command {
+        Command::Serve => {
+            let app = Application::build(config, common::shutdown::on_signal()).await?;
+            app.run_until_stopped().await
+        }
+        Command::Migrate => orders::startup::migrate(&config.database).await,
+    }
+}

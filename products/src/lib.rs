@@ -1,1 +1,13 @@
-pub fn placeholder() {}
+//! The catalog service: lists and manages products, and turns a buy into an order by pricing
+//! it from its own database and asking the orders service over RabbitMQ RPC.
+
+pub mod config;
+pub mod domain;
+pub mod entity;
+pub mod error;
+pub mod in_flight;
+pub mod migration;
+pub mod order_queue;
+pub mod routes;
+pub mod startup;
+pub mod store;

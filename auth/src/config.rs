@@ -1,0 +1,43 @@
+//! The service's settings, read from the environment.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use common::config::{DatabaseConfig, parse_or};
+
+/// Everything `Application::build` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `PORT`, default 3001.
+    pub port: u16,
+    /// The `auth` database.
+    pub database: DatabaseConfig,
+    /// `JWT_PRIVATE_KEY_FILE`: a PKCS#8 PEM Ed25519 key. Unset means an ephemeral key.
+    pub jwt_private_key_file: Option<PathBuf>,
+    /// `TOKEN_TTL_SECS`, default 900: how long an access token is valid.
+    pub token_ttl: Duration,
+    /// `HASH_CONCURRENCY`, default the number of CPUs: password hashes computed at once.
+    pub hash_concurrency: usize,
+}
+
+impl Config {
+    /// Reads the settings from the environment.
+    pub fn from_env() -> anyhow::Result<Config> {
+        let jwt_private_key_file = std::env::var("JWT_PRIVATE_KEY_FILE")
+            .ok()
+            .filter(|path| !path.trim().is_empty())
+            .map(PathBuf::from);
+        let token_ttl_secs: u64 = parse_or("TOKEN_TTL_SECS", 900)?;
+        anyhow::ensure!(token_ttl_secs > 0, "TOKEN_TTL_SECS must be at least 1");
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let hash_concurrency: usize = parse_or("HASH_CONCURRENCY", cpus)?;
+        anyhow::ensure!(hash_concurrency > 0, "HASH_CONCURRENCY must be at least 1");
+        Ok(Config {
+            port: common::config::port(3001)?,
+            database: DatabaseConfig::from_env("auth").context("database settings")?,
+            jwt_private_key_file,
+            token_ttl: Duration::from_secs(token_ttl_secs),
+            hash_concurrency,
+        })
+    }
+}

@@ -1,0 +1,157 @@
+//! The HTTP API: registration, login, the JWKS and the health probes.
+
+use actix_web::{HttpResponse, http::StatusCode, web};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use common::{ids::UserId, problem::Problem};
+use sea_orm::DatabaseConnection;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    domain::{Credentials, Email, NewUser, Password, UserName, ValidationError},
+    error::AuthError,
+    password::Hasher,
+    store,
+    token::TokenIssuer,
+};
+
+/// Mounts every route of the service.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .service(
+            web::scope("/auth")
+                .route("/register", web::post().to(register))
+                .route("/login", web::post().to(login))
+                .route("/.well-known/jwks.json", web::get().to(jwks)),
+        );
+}
+
+/// The body of `POST /auth/register`. No `Debug`: it holds a password.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    email: String,
+    password: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+impl TryFrom<RegisterRequest> for NewUser {
+    type Error = ValidationError;
+
+    fn try_from(body: RegisterRequest) -> Result<Self, Self::Error> {
+        Ok(NewUser {
+            email: Email::parse(&body.email)?,
+            password: Password::parse(body.password)?,
+            name: body.name.as_deref().map(UserName::parse).transpose()?,
+        })
+    }
+}
+
+/// The answer to a registration.
+#[derive(Debug, Serialize)]
+pub struct RegisteredUser {
+    id: UserId,
+    email: String,
+    created_at: DateTime<Utc>,
+}
+
+async fn register(
+    body: web::Json<RegisterRequest>,
+    db: web::Data<DatabaseConnection>,
+    hasher: web::Data<Hasher>,
+) -> Result<HttpResponse, AuthError> {
+    let new_user = NewUser::try_from(body.into_inner())?;
+    let password_hash = hasher.hash(&new_user.password).await?;
+    let user = store::insert_user(
+        db.get_ref(),
+        &new_user.email,
+        new_user.name.as_ref(),
+        password_hash,
+    )
+    .await?;
+    tracing::info!(user_id = %user.id, "user registered");
+    Ok(HttpResponse::Created().json(RegisteredUser {
+        id: user.id,
+        email: user.email,
+        created_at: user.created_at,
+    }))
+}
+
+/// The body of `POST /auth/login`. No `Debug`: it holds a password.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+impl TryFrom<LoginRequest> for Credentials {
+    type Error = ValidationError;
+
+    fn try_from(body: LoginRequest) -> Result<Self, Self::Error> {
+        Ok(Credentials {
+            email: Email::parse(&body.email)?,
+            password: Password::parse(body.password)?,
+        })
+    }
+}
+
+/// A successful login.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+async fn login(
+    body: web::Json<LoginRequest>,
+    db: web::Data<DatabaseConnection>,
+    hasher: web::Data<Hasher>,
+    issuer: web::Data<TokenIssuer>,
+) -> Result<HttpResponse, AuthError> {
+    // Credentials no account could have are refused like wrong ones; the answer does not
+    // depend on whether the email exists, so it tells nothing even without hashing.
+    let credentials =
+        Credentials::try_from(body.into_inner()).map_err(|_| AuthError::InvalidCredentials)?;
+    let user = store::find_by_email(db.get_ref(), &credentials.email)
+        .await
+        .context("looking up the user logging in")?;
+    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+    let verified = hasher.verify(&credentials.password, stored_hash).await?;
+    let user = match user {
+        Some(user) if verified => user,
+        _ => return Err(AuthError::InvalidCredentials),
+    };
+    let token = issuer.issue(&user)?;
+    tracing::info!(user_id = %user.id, "user logged in");
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(TokenResponse {
+            access_token: token.token,
+            token_type: "Bearer",
+            expires_in: token.expires_in,
+        }))
+}
+
+async fn jwks(issuer: web::Data<TokenIssuer>) -> HttpResponse {
+    HttpResponse::Ok().json(issuer.jwks())
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+async fn readyz(db: web::Data<DatabaseConnection>) -> HttpResponse {
+    if common::db::ping(db.get_ref()).await {
+        HttpResponse::Ok().finish()
+    } else {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The database is not answering.",
+        )
+        .to_response()
+    }
+}

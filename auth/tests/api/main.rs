@@ -1,0 +1,8 @@
+//! End-to-end tests of the auth service over HTTP, against real PostgreSQL.
+
+mod admin;
+mod health;
+mod login;
+mod register;
+mod support;
+mod tokens;

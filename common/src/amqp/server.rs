@@ -1,0 +1,447 @@
+//! The RPC server loop: consume, parse, handle, reply, ack; again after every reconnect.
+
+use std::{panic::AssertUnwindSafe, time::Duration};
+
+use anyhow::Context;
+use futures::{FutureExt, StreamExt};
+use lapin::{
+    BasicProperties, Channel, Confirmation,
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+        BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
+    },
+    protocol::{AMQPErrorKind, AMQPSoftError},
+    types::{AMQPValue, FieldTable, ShortString},
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{
+    CONTENT_TYPE_JSON, HEADER_DEADLINE_MS, HEADER_REQUEST_ID, Incoming, Outcome, RpcRequest,
+    broker::{Broker, Live},
+    declare_work_queue, now_epoch_ms,
+};
+
+/// How long a request the handler asked to retry waits before it is requeued, so a database
+/// outage is not turned into a hot redelivery loop.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// First pause before subscribing again after the consumer stopped or could not start.
+const RESUBSCRIBE_START: Duration = Duration::from_millis(100);
+/// Longest such pause.
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(5);
+
+/// Consumes `queue` until `shutdown`: parses each delivery as `R` (else dead-letters it),
+/// runs `handler`, replies to `reply_to` with the same `correlation_id`, then acks.
+/// Re-subscribes after every reconnect of `broker`.
+///
+/// For each connection it opens a consumer channel with `basic_qos(prefetch)`, declares the
+/// queue with [`declare_work_queue`], opens a reply channel with publisher confirms, and runs
+/// up to `prefetch` deliveries at once. A delivery is rejected without requeue (so it lands in
+/// `<queue>.dlq`) when its `content_type` is not JSON, its `type` is not `R::MESSAGE_TYPE`, it
+/// lacks `reply_to` or `correlation_id`, its body does not parse, or the handler panics. One
+/// whose `x-deadline-ms` has passed is acked and dropped unhandled: its caller has given up.
+/// [`Outcome::Retry`] requeues after a one-second pause. Each delivery runs in a `delivery`
+/// span carrying its `request_id`.
+///
+/// On `shutdown` it stops taking deliveries, lets the ones in progress finish, and returns
+/// `Ok`. It returns an error only when the queue cannot be used as configured (it exists with
+/// other arguments, or access is refused), which no retry would fix.
+pub async fn serve<R, H, Fut>(
+    broker: Broker,
+    queue: String,
+    prefetch: u16,
+    handler: H,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()>
+where
+    R: RpcRequest,
+    H: Fn(Incoming<R>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Outcome<R::Reply>> + Send,
+{
+    let mut state = broker.subscribe();
+    let mut pause = RESUBSCRIBE_START;
+    loop {
+        let live = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            live = next_open(&mut state) => live,
+        };
+        let Some(live) = live else {
+            // The supervisor has stopped without a connection: nothing left to consume.
+            shutdown.cancelled().await;
+            return Ok(());
+        };
+        match consume(&live, &queue, prefetch, &handler, &shutdown).await {
+            Ok(Session::Stopped) => return Ok(()),
+            Ok(Session::Ended) => {
+                tracing::warn!(
+                    %queue,
+                    generation = live.generation,
+                    "consumer stopped; subscribing again"
+                );
+                pause = RESUBSCRIBE_START;
+            }
+            // Left to the caller to log, once, with the rest of the cause chain.
+            Err(e) if is_permanent(&e) => return Err(e.context(format!("consume {queue}"))),
+            Err(e) => {
+                tracing::warn!(
+                    %queue,
+                    error = format!("{e:#}"),
+                    retry_in_ms = pause.as_millis() as u64,
+                    "cannot start consuming"
+                );
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(RESUBSCRIBE_MAX);
+    }
+}
+
+/// How a consuming session ended.
+enum Session {
+    /// `shutdown` was cancelled and the deliveries in progress are done.
+    Stopped,
+    /// The consumer stream ended: the connection or channel closed, or the queue was deleted.
+    Ended,
+}
+
+/// The next open connection, or `None` once the supervisor is gone.
+async fn next_open(state: &mut watch::Receiver<Option<Live>>) -> Option<Live> {
+    // A connection that died but is still published is skipped until the supervisor notices.
+    state
+        .wait_for(|s| s.as_ref().is_some_and(Live::is_open))
+        .await
+        .ok()
+        .and_then(|s| s.clone())
+}
+
+async fn consume<R, H, Fut>(
+    live: &Live,
+    queue: &str,
+    prefetch: u16,
+    handler: &H,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Session>
+where
+    R: RpcRequest,
+    H: Fn(Incoming<R>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Outcome<R::Reply>> + Send,
+{
+    let connection = &live.connection;
+    let channel = connection
+        .create_channel()
+        .await
+        .context("open the consumer channel")?;
+    // Bounds the unacked deliveries in this process, and so the work in progress.
+    channel
+        .basic_qos(prefetch, BasicQosOptions { global: false })
+        .await
+        .context("set the prefetch")?;
+    declare_work_queue(&channel, queue).await?;
+    let replies = connection
+        .create_channel()
+        .await
+        .context("open the reply channel")?;
+    // A request is acked only once RabbitMQ has taken its reply.
+    replies
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .context("turn on publisher confirms for replies")?;
+    let consumer = channel
+        .basic_consume(
+            queue.into(),
+            ShortString::default(),
+            BasicConsumeOptions {
+                // Acked by hand after the reply, so a crash mid-request means redelivery.
+                no_ack: false,
+                // Several instances share the queue.
+                exclusive: false,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .context("start consuming")?;
+    tracing::info!(
+        queue,
+        prefetch,
+        generation = live.generation,
+        "consuming requests"
+    );
+
+    // prefetch 0 means "unlimited" to RabbitMQ; follow it here too.
+    let limit = (prefetch > 0).then_some(usize::from(prefetch));
+    // On shutdown, tell RabbitMQ to stop sending while the requests in progress finish. A task
+    // of its own, so the consuming future below stays a plain `.await`.
+    let stop_sending = tokio::spawn({
+        let (channel, tag, shutdown) = (channel.clone(), consumer.tag(), shutdown.clone());
+        async move {
+            shutdown.cancelled().await;
+            if let Err(e) = channel
+                .basic_cancel(tag, BasicCancelOptions::default())
+                .await
+            {
+                tracing::debug!(error = %e, "cancelling the consumer failed");
+            }
+        }
+    });
+    let replies = &replies;
+    consumer
+        .take_until(shutdown.cancelled())
+        .for_each_concurrent(limit, |delivery| async move {
+            match delivery {
+                Ok(delivery) => handle(delivery, handler, replies, queue, shutdown).await,
+                Err(e) => tracing::warn!(queue, error = %e, "consumer failed"),
+            }
+        })
+        .await;
+    if !shutdown.is_cancelled() {
+        stop_sending.abort();
+        return Ok(Session::Ended);
+    }
+    let _ = stop_sending.await;
+    // Deliveries received but never started go back to the queue when the channel closes.
+    let _ = channel.close(200, "shutting down".into()).await;
+    let _ = replies.close(200, "shutting down".into()).await;
+    tracing::info!(queue, "stopped consuming");
+    Ok(Session::Stopped)
+}
+
+async fn handle<R, H, Fut>(
+    delivery: Delivery,
+    handler: &H,
+    replies: &Channel,
+    queue: &str,
+    shutdown: &CancellationToken,
+) where
+    R: RpcRequest,
+    H: Fn(Incoming<R>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Outcome<R::Reply>> + Send,
+{
+    let properties = &delivery.properties;
+    let request_id = header_string(properties, HEADER_REQUEST_ID);
+    let message_id = properties.message_id().as_ref().map(|id| id.to_string());
+    let span = tracing::info_span!(
+        "delivery",
+        queue,
+        request_id = request_id.as_deref(),
+        message_id = message_id.as_deref(),
+        redelivered = delivery.redelivered,
+    );
+    async move {
+        let request = match read_request::<R>(&delivery) {
+            Ok(request) => request,
+            Err(why) => {
+                tracing::warn!(reason = %why, "unreadable request; dead-lettering it");
+                settle(
+                    delivery
+                        .acker
+                        .reject(BasicRejectOptions { requeue: false })
+                        .await,
+                    "reject",
+                );
+                return;
+            }
+        };
+        if let Some(deadline) = header_i64(&delivery.properties, HEADER_DEADLINE_MS) {
+            let late_ms = now_epoch_ms() - deadline;
+            if late_ms > 0 {
+                // Acked, not dead-lettered: nothing is wrong with it, it is just too late.
+                tracing::warn!(
+                    late_ms,
+                    "request arrived after its caller gave up; dropping it"
+                );
+                settle(delivery.acker.ack(BasicAckOptions::default()).await, "ack");
+                return;
+            }
+        }
+
+        let incoming = Incoming {
+            request,
+            message_id,
+            request_id,
+            redelivered: delivery.redelivered,
+        };
+        match AssertUnwindSafe(handler(incoming)).catch_unwind().await {
+            Ok(Outcome::Reply(reply)) => {
+                match send_reply::<R>(replies, &delivery.properties, &reply).await {
+                    Ok(()) => settle(delivery.acker.ack(BasicAckOptions::default()).await, "ack"),
+                    Err(e) => {
+                        // Redelivered and answered again; the handler is idempotent.
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "could not send the reply; requeueing the request"
+                        );
+                        settle(
+                            delivery
+                                .acker
+                                .nack(BasicNackOptions {
+                                    requeue: true,
+                                    multiple: false,
+                                })
+                                .await,
+                            "nack",
+                        );
+                    }
+                }
+            }
+            Ok(Outcome::Retry(e)) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "handler failed for now; requeueing the request after a pause"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_PAUSE) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                settle(
+                    delivery
+                        .acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            multiple: false,
+                        })
+                        .await,
+                    "nack",
+                );
+            }
+            Err(_) => {
+                // A panic is most likely this message's doing; the dead-letter queue keeps it
+                // for a human instead of crashing every consumer it is redelivered to.
+                tracing::error!("handler panicked; dead-lettering the request");
+                settle(
+                    delivery
+                        .acker
+                        .reject(BasicRejectOptions { requeue: false })
+                        .await,
+                    "reject",
+                );
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Checks the properties an RPC request must carry, then parses the body.
+fn read_request<R: RpcRequest>(delivery: &Delivery) -> Result<R, String> {
+    let properties = &delivery.properties;
+    let content_type = properties.content_type().as_ref().map(ShortString::as_str);
+    // Compare the media type only: `application/json; charset=utf-8` is still JSON.
+    let media_type = content_type.map(|c| c.split(';').next().unwrap_or("").trim());
+    if !media_type.is_some_and(|m| m.eq_ignore_ascii_case(CONTENT_TYPE_JSON)) {
+        return Err(format!(
+            "content_type is {content_type:?}, not {CONTENT_TYPE_JSON}"
+        ));
+    }
+    let kind = properties.kind().as_ref().map(ShortString::as_str);
+    if kind != Some(R::MESSAGE_TYPE) {
+        return Err(format!("type is {kind:?}, not {}", R::MESSAGE_TYPE));
+    }
+    if properties.reply_to().is_none() || properties.correlation_id().is_none() {
+        return Err("no reply_to or correlation_id: nobody to answer".to_owned());
+    }
+    serde_json::from_slice(&delivery.data).map_err(|e| format!("body does not parse: {e}"))
+}
+
+async fn send_reply<R: RpcRequest>(
+    replies: &Channel,
+    request: &BasicProperties,
+    reply: &R::Reply,
+) -> anyhow::Result<()> {
+    let body = serde_json::to_vec(reply).context("serialize the reply")?;
+    let (Some(reply_to), Some(correlation_id)) = (request.reply_to(), request.correlation_id())
+    else {
+        anyhow::bail!("the request has no reply_to or correlation_id");
+    };
+    let mut properties = BasicProperties::default()
+        .with_content_type(CONTENT_TYPE_JSON.into())
+        .with_type(format!("{}.reply", R::MESSAGE_TYPE).into())
+        .with_correlation_id(correlation_id.clone())
+        // Transient: reply queues are exclusive and die with their client anyway.
+        .with_delivery_mode(1)
+        .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64);
+    if let Some(request_id) = request
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(HEADER_REQUEST_ID))
+    {
+        let mut headers = FieldTable::default();
+        headers.insert(HEADER_REQUEST_ID.into(), request_id.clone());
+        properties = properties.with_headers(headers);
+    }
+    let confirmation = replies
+        .basic_publish(
+            ShortString::default(),
+            reply_to.clone(),
+            BasicPublishOptions {
+                // The requester may have timed out and its queue be gone; that is not an error.
+                mandatory: false,
+                immediate: false,
+            },
+            &body,
+            properties,
+        )
+        .await
+        .context("publish the reply")?
+        .await
+        .context("wait for the reply's publisher confirm")?;
+    match confirmation {
+        Confirmation::Nack(_) => anyhow::bail!("RabbitMQ refused the reply (nack)"),
+        Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
+    }
+}
+
+/// Logs an ack, nack or reject that did not reach the broker; the channel is gone, and the
+/// broker redelivers the message to the next consumer.
+fn settle(result: lapin::Result<bool>, what: &'static str) {
+    match result {
+        Ok(true) => {}
+        Ok(false) => tracing::debug!(what, "delivery already settled or its channel closed"),
+        Err(e) => tracing::warn!(what, error = %e, "could not settle the delivery"),
+    }
+}
+
+fn header_string(properties: &BasicProperties, name: &str) -> Option<String> {
+    match properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+fn header_i64(properties: &BasicProperties, name: &str) -> Option<i64> {
+    // Other publishers may pick any integer type, or even a string.
+    match properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongLongInt(v) => Some(*v),
+        AMQPValue::LongInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongUInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortUInt(v) => Some(i64::from(*v)),
+        AMQPValue::Timestamp(v) => i64::try_from(*v).ok(),
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok()?.trim().parse().ok(),
+        AMQPValue::ShortString(s) => s.as_str().trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Errors that come back identically however often the consumer is restarted.
+fn is_permanent(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<lapin::Error>()
+            .is_some_and(|e| match e.kind() {
+                lapin::ErrorKind::ProtocolError(amqp) => matches!(
+                    amqp.kind(),
+                    AMQPErrorKind::Soft(
+                        AMQPSoftError::PRECONDITIONFAILED | AMQPSoftError::ACCESSREFUSED
+                    )
+                ),
+                _ => false,
+            })
+    })
+}

@@ -1,0 +1,34 @@
+//! The orders service's settings, read from the environment.
+
+use common::config::{AmqpConfig, DatabaseConfig, jwks_url, parse_or, port};
+
+/// Everything `orders serve` needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `PORT`, default 3003.
+    pub port: u16,
+    /// The service's own database.
+    pub database: DatabaseConfig,
+    /// RabbitMQ and the order queue.
+    pub amqp: AmqpConfig,
+    /// `AUTH_JWKS_URL`: where bearer tokens' public keys come from.
+    pub jwks_url: String,
+    /// `ORDER_PREFETCH`, default 32: unacknowledged deliveries the consumer holds at once.
+    pub prefetch: u16,
+}
+
+impl Config {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let prefetch = parse_or("ORDER_PREFETCH", 32)?;
+        // A prefetch of 0 means "unlimited" to RabbitMQ, which is never what a typo meant.
+        anyhow::ensure!(prefetch > 0, "ORDER_PREFETCH must be at least 1");
+        Ok(Self {
+            port: port(3003)?,
+            database: DatabaseConfig::from_env("orders")?,
+            amqp: AmqpConfig::from_env(),
+            jwks_url: jwks_url(),
+            prefetch,
+        })
+    }
+}

@@ -1,0 +1,506 @@
+//! An order request as orders accepts it: every rule checked once, at the edge, so the store
+//! and the consumer only ever see valid values.
+
+use common::{
+    ids::{ProductId, UserId},
+    messages::{CreateOrderV1, OrderLineV1},
+    problem::Problem,
+};
+use sha2::{Digest, Sha256};
+
+/// Why a request cannot become an order. Becomes a 400 problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(String);
+
+impl Invalid {
+    fn new(detail: impl Into<String>) -> Self {
+        Self(detail.into())
+    }
+}
+
+impl From<Invalid> for Problem {
+    fn from(e: Invalid) -> Self {
+        Problem::bad_request(e.0)
+    }
+}
+
+/// How many of a product a line buys: 1 to 1000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Quantity(i32);
+
+impl Quantity {
+    /// The largest quantity one line may carry.
+    pub const MAX: i32 = 1000;
+
+    /// The number inside.
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+impl TryFrom<i32> for Quantity {
+    type Error = Invalid;
+
+    fn try_from(n: i32) -> Result<Self, Invalid> {
+        if (1..=Self::MAX).contains(&n) {
+            Ok(Self(n))
+        } else {
+            Err(Invalid::new(format!(
+                "quantity must be between 1 and {}, not {n}",
+                Self::MAX
+            )))
+        }
+    }
+}
+
+/// A non-negative amount of money in cents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cents(i64);
+
+impl Cents {
+    /// Nothing.
+    pub const ZERO: Cents = Cents(0);
+
+    /// The number of cents.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+
+    /// `self * quantity`, or `None` when it does not fit.
+    pub fn times(self, quantity: Quantity) -> Option<Cents> {
+        self.0.checked_mul(i64::from(quantity.get())).map(Cents)
+    }
+
+    /// `self + other`, or `None` when it does not fit.
+    pub fn plus(self, other: Cents) -> Option<Cents> {
+        self.0.checked_add(other.0).map(Cents)
+    }
+}
+
+impl TryFrom<i64> for Cents {
+    type Error = Invalid;
+
+    fn try_from(n: i64) -> Result<Self, Invalid> {
+        if n >= 0 {
+            Ok(Self(n))
+        } else {
+            Err(Invalid::new(format!("a price cannot be negative, not {n}")))
+        }
+    }
+}
+
+/// A product's name as it was at the time of the buy: not blank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductName(String);
+
+impl ProductName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ProductName {
+    type Error = Invalid;
+
+    fn try_from(s: String) -> Result<Self, Invalid> {
+        if s.trim().is_empty() {
+            Err(Invalid::new("a product name cannot be blank"))
+        } else {
+            Ok(Self(s))
+        }
+    }
+}
+
+/// The buyer's email, as their token carried it: not blank, with an `@`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    /// The address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = Invalid;
+
+    fn try_from(s: String) -> Result<Self, Invalid> {
+        let s = s.trim();
+        if s.len() > 254 || !s.contains('@') {
+            Err(Invalid::new("the buyer's email is not an email address"))
+        } else {
+            Ok(Self(s.to_owned()))
+        }
+    }
+}
+
+/// A client's `Idempotency-Key`: 1 to 255 characters, none of them control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// The longest key accepted.
+    pub const MAX_LEN: usize = 255;
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for IdempotencyKey {
+    type Error = Invalid;
+
+    fn try_from(s: String) -> Result<Self, Invalid> {
+        let chars = s.chars().count();
+        if chars == 0 || chars > Self::MAX_LEN || s.chars().any(char::is_control) {
+            Err(Invalid::new(format!(
+                "an Idempotency-Key must be 1 to {} printable characters",
+                Self::MAX_LEN
+            )))
+        } else {
+            Ok(Self(s))
+        }
+    }
+}
+
+/// What makes two deliveries the same request for one user: the client's idempotency key when
+/// it sent one, else the AMQP `message_id` (so a redelivered message is not stored twice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupKey(String);
+
+impl DedupKey {
+    /// The key of a request carrying an `Idempotency-Key`.
+    pub fn from_idempotency_key(key: &IdempotencyKey) -> Self {
+        Self(format!("key:{}", key.as_str()))
+    }
+
+    /// The key of a request without one, from its message id; `None` for an empty id.
+    pub fn from_message_id(message_id: &str) -> Option<Self> {
+        (!message_id.is_empty()).then(|| Self(format!("msg:{message_id}")))
+    }
+
+    /// The stored form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A digest of what was bought (product, unit price, quantity of each line, in product order),
+/// telling a replay of a request from a different request under the same idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    /// The fingerprint of `lines`; their order does not matter.
+    pub fn of(lines: &[OrderLine]) -> Self {
+        let mut keys: Vec<(ProductId, i64, i32)> = lines
+            .iter()
+            .map(|l| (l.product_id, l.unit_price.get(), l.quantity.get()))
+            .collect();
+        keys.sort_unstable();
+        let mut hasher = Sha256::new();
+        for (product_id, price, quantity) in keys {
+            // Fixed-width fields, so no two different line lists encode to the same bytes.
+            hasher.update(product_id.into_uuid().as_bytes());
+            hasher.update(price.to_be_bytes());
+            hasher.update(quantity.to_be_bytes());
+        }
+        Self(hex::encode(hasher.finalize()))
+    }
+
+    /// The lowercase hex digest.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One valid line of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLine {
+    product_id: ProductId,
+    name: ProductName,
+    unit_price: Cents,
+    quantity: Quantity,
+    line_total: Cents,
+}
+
+impl OrderLine {
+    /// The product bought.
+    pub fn product_id(&self) -> ProductId {
+        self.product_id
+    }
+
+    /// Its name at the time of the buy.
+    pub fn name(&self) -> &ProductName {
+        &self.name
+    }
+
+    /// Its price at the time of the buy.
+    pub fn unit_price(&self) -> Cents {
+        self.unit_price
+    }
+
+    /// How many.
+    pub fn quantity(&self) -> Quantity {
+        self.quantity
+    }
+
+    /// `unit_price * quantity`.
+    pub fn line_total(&self) -> Cents {
+        self.line_total
+    }
+}
+
+impl TryFrom<OrderLineV1> for OrderLine {
+    type Error = Invalid;
+
+    fn try_from(line: OrderLineV1) -> Result<Self, Invalid> {
+        let unit_price = Cents::try_from(line.unit_price_cents)?;
+        let quantity = Quantity::try_from(line.quantity)?;
+        let line_total = unit_price
+            .times(quantity)
+            .ok_or_else(|| Invalid::new("a line total is too large"))?;
+        Ok(Self {
+            product_id: line.product_id,
+            name: ProductName::try_from(line.name)?,
+            unit_price,
+            quantity,
+            line_total,
+        })
+    }
+}
+
+/// A valid order request, ready to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    user_id: UserId,
+    email: Email,
+    lines: Vec<OrderLine>,
+    total: Cents,
+    dedup_key: DedupKey,
+    idempotency_key: Option<IdempotencyKey>,
+    message_id: Option<String>,
+    fingerprint: Fingerprint,
+}
+
+impl NewOrder {
+    /// Checks `request`, delivered with `message_id`: at least one line, each valid, a total
+    /// that fits, and something to deduplicate it by.
+    pub fn parse(request: CreateOrderV1, message_id: Option<String>) -> Result<Self, Invalid> {
+        if request.lines.is_empty() {
+            return Err(Invalid::new("an order needs at least one line"));
+        }
+        let lines = request
+            .lines
+            .into_iter()
+            .map(OrderLine::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let total = lines
+            .iter()
+            .try_fold(Cents::ZERO, |sum, line| sum.plus(line.line_total()))
+            .ok_or_else(|| Invalid::new("the order total is too large"))?;
+        let idempotency_key = request
+            .idempotency_key
+            .map(IdempotencyKey::try_from)
+            .transpose()?;
+        let dedup_key = match &idempotency_key {
+            Some(key) => DedupKey::from_idempotency_key(key),
+            None => message_id
+                .as_deref()
+                .and_then(DedupKey::from_message_id)
+                .ok_or_else(|| {
+                    Invalid::new("the request carries neither an Idempotency-Key nor a message_id")
+                })?,
+        };
+        let fingerprint = Fingerprint::of(&lines);
+        Ok(Self {
+            user_id: request.user_id,
+            email: Email::try_from(request.email)?,
+            lines,
+            total,
+            dedup_key,
+            idempotency_key,
+            message_id,
+            fingerprint,
+        })
+    }
+
+    /// The buyer.
+    pub fn user_id(&self) -> UserId {
+        self.user_id
+    }
+
+    /// The buyer's email.
+    pub fn email(&self) -> &Email {
+        &self.email
+    }
+
+    /// The lines, in the order the request listed them.
+    pub fn lines(&self) -> &[OrderLine] {
+        &self.lines
+    }
+
+    /// The sum of the line totals.
+    pub fn total(&self) -> Cents {
+        self.total
+    }
+
+    /// What makes a repeat of this request recognisable.
+    pub fn dedup_key(&self) -> &DedupKey {
+        &self.dedup_key
+    }
+
+    /// The client's key, when it sent one.
+    pub fn idempotency_key(&self) -> Option<&IdempotencyKey> {
+        self.idempotency_key.as_ref()
+    }
+
+    /// The AMQP message id it arrived with.
+    pub fn message_id(&self) -> Option<&str> {
+        self.message_id.as_deref()
+    }
+
+    /// The digest of its lines.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.fingerprint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(product: ProductId, price: i64, quantity: i32) -> OrderLineV1 {
+        OrderLineV1 {
+            product_id: product,
+            name: "Teapot".to_owned(),
+            unit_price_cents: price,
+            quantity,
+        }
+    }
+
+    fn request(lines: Vec<OrderLineV1>, key: Option<&str>) -> CreateOrderV1 {
+        CreateOrderV1 {
+            user_id: UserId::new(),
+            email: "buyer@example.com".to_owned(),
+            lines,
+            idempotency_key: key.map(str::to_owned),
+        }
+    }
+
+    fn parse(lines: Vec<OrderLineV1>) -> Result<NewOrder, Invalid> {
+        NewOrder::parse(request(lines, None), Some("m-1".to_owned()))
+    }
+
+    #[test]
+    fn a_quantity_is_between_one_and_a_thousand() {
+        assert!(Quantity::try_from(0).is_err());
+        assert!(Quantity::try_from(-3).is_err());
+        assert!(Quantity::try_from(1001).is_err());
+        assert_eq!(Quantity::try_from(1).unwrap().get(), 1);
+        assert_eq!(Quantity::try_from(1000).unwrap().get(), 1000);
+    }
+
+    #[test]
+    fn a_price_may_be_zero_but_not_negative() {
+        assert_eq!(Cents::try_from(0).unwrap(), Cents::ZERO);
+        assert!(Cents::try_from(-1).is_err());
+    }
+
+    #[test]
+    fn money_arithmetic_that_overflows_is_refused_rather_than_wrapped() {
+        let big = Cents::try_from(i64::MAX / 2).unwrap();
+        assert_eq!(big.times(Quantity::try_from(3).unwrap()), None);
+        assert_eq!(big.plus(big).map(Cents::get), Some(i64::MAX - 1));
+        assert_eq!(big.plus(Cents::try_from(i64::MAX).unwrap()), None);
+    }
+
+    #[test]
+    fn blank_names_and_emails_without_an_at_sign_are_refused() {
+        assert!(ProductName::try_from("  ".to_owned()).is_err());
+        assert_eq!(
+            ProductName::try_from("Cup".to_owned()).unwrap().as_str(),
+            "Cup"
+        );
+        assert!(Email::try_from("nobody".to_owned()).is_err());
+        assert_eq!(
+            Email::try_from(" a@b.c ".to_owned()).unwrap().as_str(),
+            "a@b.c"
+        );
+    }
+
+    #[test]
+    fn an_idempotency_key_is_short_and_printable() {
+        assert!(IdempotencyKey::try_from(String::new()).is_err());
+        assert!(IdempotencyKey::try_from("a\nb".to_owned()).is_err());
+        assert!(IdempotencyKey::try_from("k".repeat(256)).is_err());
+        assert!(IdempotencyKey::try_from("k".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn the_order_total_is_the_sum_of_price_times_quantity() {
+        let order = parse(vec![
+            line(ProductId::new(), 250, 4),
+            line(ProductId::new(), 1999, 1),
+        ])
+        .unwrap();
+        assert_eq!(order.total().get(), 1000 + 1999);
+        assert_eq!(order.lines()[0].line_total().get(), 1000);
+    }
+
+    #[test]
+    fn an_order_without_lines_or_with_a_bad_line_is_refused() {
+        assert!(parse(vec![]).is_err());
+        assert!(parse(vec![line(ProductId::new(), 100, 0)]).is_err());
+        assert!(parse(vec![line(ProductId::new(), -100, 1)]).is_err());
+        assert!(parse(vec![line(ProductId::new(), i64::MAX, 2)]).is_err());
+        assert!(
+            parse(vec![
+                line(ProductId::new(), i64::MAX, 1),
+                line(ProductId::new(), 1, 1)
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn the_idempotency_key_wins_over_the_message_id_as_dedup_key() {
+        let keyed = NewOrder::parse(
+            request(vec![line(ProductId::new(), 1, 1)], Some("abc")),
+            Some("m-1".to_owned()),
+        )
+        .unwrap();
+        assert_eq!(keyed.dedup_key().as_str(), "key:abc");
+        let unkeyed = parse(vec![line(ProductId::new(), 1, 1)]).unwrap();
+        assert_eq!(unkeyed.dedup_key().as_str(), "msg:m-1");
+    }
+
+    #[test]
+    fn a_request_with_nothing_to_deduplicate_by_is_refused() {
+        let req = request(vec![line(ProductId::new(), 1, 1)], None);
+        assert!(NewOrder::parse(req.clone(), None).is_err());
+        assert!(NewOrder::parse(req, Some(String::new())).is_err());
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_line_order_and_names_but_not_prices_or_quantities() {
+        let (a, b) = (ProductId::new(), ProductId::new());
+        let one = parse(vec![line(a, 100, 1), line(b, 200, 2)]).unwrap();
+        let mut renamed = line(b, 200, 2);
+        renamed.name = "Other name".to_owned();
+        let swapped = parse(vec![renamed, line(a, 100, 1)]).unwrap();
+        assert_eq!(one.fingerprint(), swapped.fingerprint());
+        assert_eq!(one.fingerprint().as_str().len(), 64);
+
+        let repriced = parse(vec![line(a, 101, 1), line(b, 200, 2)]).unwrap();
+        let more = parse(vec![line(a, 100, 2), line(b, 200, 2)]).unwrap();
+        let fewer_lines = parse(vec![line(a, 100, 1)]).unwrap();
+        assert_ne!(one.fingerprint(), repriced.fingerprint());
+        assert_ne!(one.fingerprint(), more.fingerprint());
+        assert_ne!(one.fingerprint(), fewer_lines.fingerprint());
+    }
+}

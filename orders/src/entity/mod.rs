@@ -1,0 +1,4 @@
+//! Hand-written sea-orm entities for the tables the migrations create.
+
+pub mod order;
+pub mod order_line;

@@ -1,0 +1,66 @@
+//! The one error type of the HTTP API, written out as RFC 9457 problems.
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use common::problem::Problem;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 404: no such order for the caller. Someone else's order looks exactly like a missing
+    /// one, so ids cannot be probed.
+    #[error("no such order")]
+    OrderNotFound,
+    /// The problem's own status (400 for bad paging, for instance).
+    #[error(transparent)]
+    Rejected(#[from] Problem),
+    /// 500 with a body that says only that something failed; the cause goes to the log.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl Error {
+    /// The body the client receives.
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            Error::OrderNotFound => Problem::not_found("There is no such order."),
+            Error::Rejected(problem) => problem.clone(),
+            Error::Unexpected(_) => Problem::internal(),
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        self.to_problem().status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Error::Unexpected(e) = self {
+            tracing::error!(error = format!("{e:#}"), "request failed");
+        }
+        self.to_problem().to_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn an_unexpected_error_tells_the_client_nothing_about_its_cause() {
+        let err: Error = Err::<(), _>(anyhow::anyhow!("relation \"orders\" does not exist"))
+            .context("listing orders")
+            .unwrap_err()
+            .into();
+        let problem = err.to_problem();
+        assert_eq!(problem.status, 500);
+        assert!(!problem.detail.contains("relation"));
+        assert!(!problem.detail.contains("listing"));
+    }
+
+    #[test]
+    fn a_missing_order_is_a_404() {
+        assert_eq!(Error::OrderNotFound.status_code(), StatusCode::NOT_FOUND);
+    }
+}

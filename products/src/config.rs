@@ -1,0 +1,43 @@
+//! Settings read from the environment.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use common::{
+    amqp::ReplyMode,
+    config::{AmqpConfig, DatabaseConfig, parse_or},
+};
+
+/// Everything the products service needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `PORT`, default 3002.
+    pub port: u16,
+    /// The service's own database.
+    pub database: DatabaseConfig,
+    /// The broker and the queue buy requests go to.
+    pub amqp: AmqpConfig,
+    /// `RPC_TIMEOUT_MS`, default 5000: how long a buy waits for the orders reply.
+    pub rpc_timeout: Duration,
+    /// `RPC_REPLY_MODE`: `per-request` (default) or `direct`.
+    pub reply_mode: ReplyMode,
+    /// `AUTH_JWKS_URL`: where auth publishes the keys tokens are verified with.
+    pub jwks_url: String,
+}
+
+impl Config {
+    /// Reads the configuration; a value that does not parse is an error rather than a default.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let rpc_timeout_ms: u64 = parse_or("RPC_TIMEOUT_MS", 5000)?;
+        // A zero timeout would fail every buy before orders could answer.
+        anyhow::ensure!(rpc_timeout_ms > 0, "RPC_TIMEOUT_MS must be positive");
+        Ok(Self {
+            port: common::config::port(3002)?,
+            database: DatabaseConfig::from_env("products").context("database settings")?,
+            amqp: AmqpConfig::from_env(),
+            rpc_timeout: Duration::from_millis(rpc_timeout_ms),
+            reply_mode: parse_or("RPC_REPLY_MODE", ReplyMode::PerRequest)?,
+            jwks_url: common::config::jwks_url(),
+        })
+    }
+}

@@ -1,0 +1,225 @@
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, http::header::LOCATION, web};
+use common::{
+    amqp::{CallOptions, RpcClient, RpcError},
+    ids::ProductId,
+    jwt::AuthUser,
+    messages::{CreateOrderReplyV1, CreateOrderV1, OrderLineV1},
+};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use serde::Deserialize;
+use tracing_actix_web::RequestId;
+
+use crate::{
+    domain::{BuyRequest, IdempotencyKey, Invalid},
+    entity::product,
+    error::Error,
+    in_flight::InFlight,
+    store,
+};
+
+/// The header a client sets so that retrying a buy cannot order twice.
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// The body of `POST /products/buy`: `{"items": [...]}`, or the older `{"ids": [...]}` where
+/// every id means one item. Exactly one of the two must be present.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "BuyBodyFields")]
+pub enum BuyBody {
+    /// Products with quantities.
+    Items(Vec<BuyItemBody>),
+    /// Products, one of each (the older form).
+    Ids(Vec<ProductId>),
+}
+
+/// One line of `{"items": [...]}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuyItemBody {
+    pub product_id: ProductId,
+    /// Wider than a quantity, so an out-of-range number is refused with the rule it breaks.
+    pub quantity: i64,
+}
+
+/// The body as it arrives, before deciding which of the two forms it is.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuyBodyFields {
+    #[serde(default)]
+    items: Option<Vec<BuyItemBody>>,
+    #[serde(default)]
+    ids: Option<Vec<ProductId>>,
+}
+
+impl TryFrom<BuyBodyFields> for BuyBody {
+    type Error = &'static str;
+
+    fn try_from(fields: BuyBodyFields) -> Result<Self, Self::Error> {
+        match (fields.items, fields.ids) {
+            (Some(items), None) => Ok(Self::Items(items)),
+            (None, Some(ids)) => Ok(Self::Ids(ids)),
+            (Some(_), Some(_)) => Err("send either `items` or `ids`, not both"),
+            (None, None) => Err("send `items` (or the older `ids`)"),
+        }
+    }
+}
+
+impl TryFrom<BuyBody> for BuyRequest {
+    type Error = Invalid;
+
+    fn try_from(body: BuyBody) -> Result<Self, Invalid> {
+        let items: Vec<(ProductId, i64)> = match body {
+            BuyBody::Items(items) => items
+                .into_iter()
+                .map(|i| (i.product_id, i.quantity))
+                .collect(),
+            BuyBody::Ids(ids) => ids.into_iter().map(|id| (id, 1)).collect(),
+        };
+        BuyRequest::try_from(items)
+    }
+}
+
+/// `POST /products/buy`: prices the lines from the catalog and asks orders to store them.
+pub async fn buy(
+    user: AuthUser,
+    req: HttpRequest,
+    request_id: Option<RequestId>,
+    body: web::Json<BuyBody>,
+    db: web::Data<DatabaseConnection>,
+    orders: web::Data<RpcClient<CreateOrderV1>>,
+    in_flight: web::Data<InFlight>,
+) -> Result<HttpResponse, Error> {
+    let key = idempotency_key(&req)?;
+    let buy = BuyRequest::try_from(body.into_inner())?;
+    // Held until the reply, or until the client goes away and this future is dropped.
+    let _claim = match &key {
+        Some(key) => Some(
+            in_flight
+                .claim(user.id, key.clone())
+                .ok_or(Error::KeyInFlight)?,
+        ),
+        None => None,
+    };
+
+    let lines = price(db.get_ref(), &buy).await?;
+    let request = CreateOrderV1 {
+        user_id: user.id,
+        email: user.email,
+        lines,
+        idempotency_key: key.map(IdempotencyKey::into_string),
+    };
+    let opts = CallOptions {
+        message_id: None,
+        request_id: request_id.map(|id| id.to_string()),
+    };
+    match orders.call(&request, opts).await {
+        Ok(CreateOrderReplyV1::Order(order)) => {
+            tracing::info!(order_id = %order.id, total_cents = order.total_cents, "order placed");
+            Ok(HttpResponse::Created()
+                .insert_header((LOCATION, format!("/orders/{}", order.id)))
+                .json(order))
+        }
+        Ok(CreateOrderReplyV1::Problem(problem)) => {
+            tracing::info!(status = problem.status, detail = %problem.detail, "orders refused the buy");
+            Err(Error::Problem(problem))
+        }
+        Err(RpcError::Unavailable(e)) => Err(Error::BrokerUnavailable(e)),
+        Err(RpcError::Timeout(after)) => Err(Error::OutcomeUnknown(after)),
+        Err(e @ RpcError::BadReply(_)) => Err(Error::Unexpected(
+            anyhow::Error::new(e).context("reading the reply of orders"),
+        )),
+    }
+}
+
+/// The `Idempotency-Key` header, when the client sent one.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, Invalid> {
+    req.headers()
+        .get(IDEMPOTENCY_KEY)
+        .map(|value| IdempotencyKey::try_from(value.as_bytes()))
+        .transpose()
+}
+
+/// Prices every line from the catalog in one query; the client never sends prices.
+async fn price(db: &impl ConnectionTrait, buy: &BuyRequest) -> Result<Vec<OrderLineV1>, Error> {
+    let ids = buy.product_ids();
+    let found: HashMap<ProductId, product::Model> = store::find_many(db, &ids)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p))
+        .collect();
+    let unknown: Vec<ProductId> = ids
+        .into_iter()
+        .filter(|id| !found.contains_key(id))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::UnknownProducts(unknown));
+    }
+    Ok(buy
+        .lines()
+        .iter()
+        .map(|line| {
+            let product = &found[&line.product_id];
+            OrderLineV1 {
+                product_id: line.product_id,
+                name: product.name.clone(),
+                unit_price_cents: product.price_cents,
+                quantity: line.quantity.get(),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(json: serde_json::Value) -> Result<BuyBody, serde_json::Error> {
+        serde_json::from_value(json)
+    }
+
+    #[test]
+    fn items_carry_their_quantities() {
+        let id = ProductId::new();
+        let body = parse(json!({"items": [{"product_id": id, "quantity": 3}]})).unwrap();
+        let buy = BuyRequest::try_from(body).unwrap();
+        assert_eq!(buy.lines()[0].product_id, id);
+        assert_eq!(buy.lines()[0].quantity.get(), 3);
+    }
+
+    #[test]
+    fn the_older_ids_form_means_one_of_each_with_repeats_added_up() {
+        let (a, b) = (ProductId::new(), ProductId::new());
+        let body = parse(json!({"ids": [a, b, a]})).unwrap();
+        let buy = BuyRequest::try_from(body).unwrap();
+        let lines: Vec<_> = buy
+            .lines()
+            .iter()
+            .map(|l| (l.product_id, l.quantity.get()))
+            .collect();
+        assert_eq!(lines, vec![(a, 2), (b, 1)]);
+    }
+
+    #[test]
+    fn a_body_with_both_forms_or_neither_does_not_parse() {
+        let id = ProductId::new();
+        assert!(parse(json!({"items": [{"product_id": id, "quantity": 1}], "ids": [id]})).is_err());
+        assert!(parse(json!({})).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_do_not_parse_at_either_level() {
+        let id = ProductId::new();
+        assert!(parse(json!({"ids": [id], "coupon": "FREE"})).is_err());
+        let priced = json!({"items": [{"product_id": id, "quantity": 1, "unit_price_cents": 1}]});
+        assert!(parse(priced).is_err());
+    }
+
+    #[test]
+    fn an_empty_list_parses_but_is_not_a_buy() {
+        let body = parse(json!({"items": []})).unwrap();
+        assert!(BuyRequest::try_from(body).is_err());
+    }
+}

@@ -1,0 +1,138 @@
+use actix_web::{HttpResponse, http::header::LOCATION, web};
+use chrono::{DateTime, Utc};
+use common::{
+    ids::ProductId,
+    jwt::AuthUser,
+    paging::{Paging, PagingQuery},
+};
+use sea_orm::DatabaseConnection;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    domain::{Cents, Description, ImageUrl, Invalid, NewProduct, ProductName},
+    entity::product,
+    error::Error,
+    store,
+};
+
+/// The body of `POST /products`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProductBody {
+    pub name: String,
+    pub description: String,
+    pub price_cents: i64,
+    #[serde(default)]
+    pub image_url: Option<String>,
+}
+
+impl TryFrom<CreateProductBody> for NewProduct {
+    type Error = Invalid;
+
+    fn try_from(body: CreateProductBody) -> Result<Self, Invalid> {
+        Ok(Self {
+            name: ProductName::try_from(body.name)?,
+            description: Description::try_from(body.description)?,
+            price: Cents::try_from(body.price_cents)?,
+            image_url: body.image_url.map(ImageUrl::try_from).transpose()?,
+        })
+    }
+}
+
+/// A product as clients see it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProductBody {
+    pub id: ProductId,
+    pub name: String,
+    pub description: String,
+    pub price_cents: i64,
+    pub image_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<product::Model> for ProductBody {
+    fn from(row: product::Model) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            description: row.description,
+            price_cents: row.price_cents,
+            image_url: row.image_url,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// `GET /products`: one page of the catalog, oldest first.
+pub async fn list(
+    db: web::Data<DatabaseConnection>,
+    query: web::Query<PagingQuery>,
+) -> Result<HttpResponse, Error> {
+    let paging = Paging::try_from(query.into_inner())?;
+    let rows = store::list(db.get_ref(), paging).await?;
+    let body: Vec<ProductBody> = rows.into_iter().map(ProductBody::from).collect();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `GET /products/{id}`.
+pub async fn get(
+    db: web::Data<DatabaseConnection>,
+    id: web::Path<ProductId>,
+) -> Result<HttpResponse, Error> {
+    let id = id.into_inner();
+    let row = store::get(db.get_ref(), id)
+        .await?
+        .ok_or(Error::ProductNotFound(id))?;
+    Ok(HttpResponse::Ok().json(ProductBody::from(row)))
+}
+
+/// `POST /products`: admins add a product to the catalog.
+pub async fn create(
+    user: AuthUser,
+    db: web::Data<DatabaseConnection>,
+    body: web::Json<CreateProductBody>,
+) -> Result<HttpResponse, Error> {
+    user.require_admin()?;
+    let new = NewProduct::try_from(body.into_inner())?;
+    let row = store::insert(db.get_ref(), &new).await?;
+    tracing::info!(product_id = %row.id, admin = %user.id, "product created");
+    Ok(HttpResponse::Created()
+        .insert_header((LOCATION, format!("/products/{}", row.id)))
+        .json(ProductBody::from(row)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: serde_json::Value) -> Result<CreateProductBody, serde_json::Error> {
+        serde_json::from_value(json)
+    }
+
+    #[test]
+    fn a_product_body_without_an_image_is_a_new_product() {
+        let new = NewProduct::try_from(
+            body(serde_json::json!({"name": " Mug ", "description": "", "price_cents": 450}))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(new.name.as_str(), "Mug");
+        assert_eq!(new.price.get(), 450);
+        assert!(new.image_url.is_none());
+    }
+
+    #[test]
+    fn a_product_body_with_an_unknown_field_does_not_parse() {
+        let json = serde_json::json!({
+            "name": "Mug", "description": "", "price_cents": 450, "stock": 3
+        });
+        assert!(body(json).is_err());
+    }
+
+    #[test]
+    fn a_product_body_with_a_bad_value_is_refused_with_a_reason() {
+        let json = serde_json::json!({"name": "Mug", "description": "", "price_cents": -1});
+        let err = NewProduct::try_from(body(json).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("price_cents"), "{err}");
+    }
+}
