@@ -9,7 +9,11 @@ pub fn init(service: &'static str) {
     // email; the client reports returns itself.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info"))
-        .add_directive("lapin::returned_messages=error".parse().expect("valid directive"));
+        .add_directive(
+            "lapin::returned_messages=error"
+                .parse()
+                .expect("valid directive"),
+        );
     let json = fmt::layer()
         .json()
         .with_current_span(true)
