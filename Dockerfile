@@ -15,6 +15,11 @@ ARG DEBIAN_RELEASE=bookworm
 ARG SERVICE
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS chef
+# jemalloc (the services' allocator) is built from C with make, which the slim image lacks.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
 

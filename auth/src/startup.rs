@@ -1,8 +1,6 @@
 //! Building the service from its config and running it until shutdown.
 
-use std::net::TcpListener;
-
-use actix_web::{App, HttpServer, dev::Server, web};
+use actix_web::{dev::Server, web};
 use anyhow::Context;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
@@ -22,10 +20,11 @@ impl Application {
     /// binds `0.0.0.0:{port}` (port 0 picks a free one). Serving starts with
     /// [`Application::run_until_stopped`].
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Application> {
-        let db = common::db::connect(&config.database).await?;
-        if config.database.migrate_on_start {
-            common::db::migrate::<Migrator>(&db, crate::migration::LOCK_KEY).await?;
-        }
+        let db = common::db::connect_and_migrate::<Migrator>(
+            &config.database,
+            crate::migration::LOCK_KEY,
+        )
+        .await?;
         let issuer = match &config.jwt_private_key_file {
             Some(path) => TokenIssuer::from_pem_file(path, config.token_ttl)?,
             None => {
@@ -42,32 +41,16 @@ impl Application {
         tracing::info!(kid = issuer.kid(), "token signing key loaded");
         let hasher = Hasher::new(config.hash_concurrency).await?;
 
-        let listener = TcpListener::bind(("0.0.0.0", config.port))
-            .with_context(|| format!("binding 0.0.0.0:{}", config.port))?;
-        let port = listener.local_addr()?.port();
-        let shutdown_timeout = common::config::shutdown_timeout()?;
-
+        let (listener, port) = common::http::bind(config.port)?;
         let db_data = web::Data::new(db.clone());
         let hasher = web::Data::new(hasher);
         let issuer = web::Data::new(issuer);
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(common::telemetry::request_span())
-                .app_data(common::problem::json_config())
-                .app_data(common::problem::path_config())
-                .app_data(common::problem::query_config())
-                .app_data(db_data.clone())
+        let server = common::http::serve(listener, move |cfg| {
+            cfg.app_data(db_data.clone())
                 .app_data(hasher.clone())
                 .app_data(issuer.clone())
-                .configure(routes::configure)
-                .default_service(web::to(common::problem::not_found))
-        })
-        // The cancellation token, not actix's own signal handling, decides when to stop.
-        .disable_signals()
-        .shutdown_timeout(shutdown_timeout.as_secs())
-        .listen(listener)
-        .context("starting the HTTP server")?
-        .run();
+                .configure(routes::configure);
+        })?;
         tracing::info!(port, "auth listening");
         Ok(Application {
             port,
@@ -85,13 +68,7 @@ impl Application {
     /// Serves until the shutdown token is cancelled, then lets in-flight requests finish
     /// (up to `SHUTDOWN_TIMEOUT_SECS`) and closes the pool.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let shutdown = self.shutdown.clone();
-        let stopper = tokio::spawn(async move {
-            shutdown.cancelled().await;
-            tracing::info!("stopping the HTTP server");
-            handle.stop(true).await;
-        });
+        let stopper = common::http::stop_when_cancelled(&self.server, self.shutdown.clone());
         let served = self.server.await.context("the HTTP server failed");
         stopper.abort();
         if let Err(e) = self.db.close().await {

@@ -47,6 +47,32 @@ pub async fn migrate<M: MigratorTrait>(
     Ok(())
 }
 
+/// Opens the pool and, when `config.migrate_on_start` is set, applies pending migrations of
+/// `M` under the advisory lock `lock_key`: what every service does as it starts.
+pub async fn connect_and_migrate<M: MigratorTrait>(
+    config: &DatabaseConfig,
+    lock_key: i64,
+) -> anyhow::Result<DatabaseConnection> {
+    let db = connect(config).await?;
+    if config.migrate_on_start {
+        migrate::<M>(&db, lock_key).await?;
+    }
+    Ok(db)
+}
+
+/// Applies pending migrations of `M` and closes the pool: the `migrate` subcommand of every
+/// service.
+pub async fn migrate_and_close<M: MigratorTrait>(
+    config: &DatabaseConfig,
+    lock_key: i64,
+) -> anyhow::Result<()> {
+    let db = connect(config).await?;
+    migrate::<M>(&db, lock_key).await?;
+    db.close().await.context("closing the database pool")?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
 /// Answers whether the database responds to a trivial query (for `/readyz`).
 pub async fn ping(db: &DatabaseConnection) -> bool {
     db.ping().await.is_ok()

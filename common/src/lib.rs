@@ -1,9 +1,12 @@
 //! Shared pieces of the shop services: configuration, telemetry, the problem+json error body,
-//! paging, database start-up, JWT verification, AMQP messaging and the message contract.
+//! paging, database start-up, JWT verification, AMQP messaging, the message contract and the
+//! domain values two services must agree on.
 
 pub mod amqp;
 pub mod config;
 pub mod db;
+pub mod domain;
+pub mod http;
 pub mod ids;
 pub mod jwt;
 pub mod messages;

@@ -6,28 +6,15 @@ mod support;
 use std::time::{Duration, Instant};
 
 use common::{
-    amqp::{ReplyMode, RpcRequest},
+    amqp::{ReplyMode, RpcRequest, declare_reply_queue},
     messages::{CreateOrderReplyV1, CreateOrderV1, OrderLineV1},
-    testing::wait_until,
+    testing::{broker_connection, consume_without_acks, next_reply, publish, wait_until},
 };
-use futures::StreamExt;
-use lapin::{
-    BasicProperties, Channel, Confirmation,
-    options::{
-        BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-    },
-};
+use lapin::{BasicProperties, Channel, options::ConfirmSelectOptions};
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::{Options, System, User, items, lines_of, message_count};
+use support::{Options, System, User, id_of, items, lines_of, message_count};
 use uuid::Uuid;
-
-fn id_of(value: &Value) -> String {
-    value["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{value} has an id"))
-        .to_owned()
-}
 
 /// A channel with publisher confirms, and a server-named queue on it for replies.
 async fn channel_with_reply_queue(broker: &lapin::Connection) -> (Channel, String) {
@@ -36,53 +23,16 @@ async fn channel_with_reply_queue(broker: &lapin::Connection) -> (Channel, Strin
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("enable publisher confirms");
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            Default::default(),
-        )
+    let queue = declare_reply_queue(&channel)
         .await
         .expect("declare a reply queue");
-    (channel, queue.name().to_string())
+    (channel, queue.to_string())
 }
 
 /// Properties of a well-formed request but for what the caller changes.
 fn request_properties(kind: &str, message_id: &str, reply_to: &str) -> BasicProperties {
-    BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_type(kind.into())
-        .with_delivery_mode(2)
+    common::testing::request_properties(kind, &Uuid::new_v4().to_string(), reply_to)
         .with_message_id(message_id.into())
-        .with_correlation_id(Uuid::new_v4().to_string().into())
-        .with_reply_to(reply_to.into())
-}
-
-/// Publishes to `queue` through the default exchange and waits until the broker has it.
-async fn publish(channel: &Channel, queue: &str, body: &[u8], properties: BasicProperties) {
-    let confirmation = channel
-        .basic_publish(
-            "".into(),
-            queue.into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..BasicPublishOptions::default()
-            },
-            body,
-            properties,
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("a publisher confirm");
-    assert!(
-        matches!(confirmation, Confirmation::Ack(None)),
-        "the broker took the message: {confirmation:?}"
-    );
 }
 
 /// A request for `quantity` of `product` by `user`, priced as products would price it.
@@ -105,9 +55,8 @@ async fn a_buy_that_gets_no_reply_in_time_answers_504_and_never_becomes_an_order
     let rpc_timeout = Duration::from_millis(1500);
     let mut system =
         System::start(Options::new(ReplyMode::PerRequest).with_rpc_timeout(rpc_timeout)).await;
-    let admin = system.admin().await;
-    let lamp = id_of(&system.product(&admin, "Lamp", 250).await);
-    let alice = system.user("alice").await;
+    let (lamp, alice) = system.lamp_and_alice().await;
+    let lamp = id_of(&lamp);
 
     system.stop_orders().await;
     let asked = Instant::now();
@@ -151,10 +100,8 @@ async fn a_buy_that_gets_no_reply_in_time_answers_504_and_never_becomes_an_order
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unreadable_messages_on_the_order_queue_are_dead_lettered_and_buying_goes_on() {
     let system = System::start(Options::new(ReplyMode::PerRequest)).await;
-    let admin = system.admin().await;
-    let lamp = system.product(&admin, "Lamp", 250).await;
-    let alice = system.user("alice").await;
-    let broker = support::broker().await;
+    let (lamp, alice) = system.lamp_and_alice().await;
+    let broker = broker_connection().await;
     let (channel, reply_to) = channel_with_reply_queue(&broker).await;
 
     let message_id = Uuid::new_v4().to_string();
@@ -200,23 +147,10 @@ async fn unreadable_messages_on_the_order_queue_are_dead_lettered_and_buying_goe
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_request_delivered_twice_makes_one_order() {
     let system = System::start(Options::new(ReplyMode::PerRequest)).await;
-    let admin = system.admin().await;
-    let lamp = system.product(&admin, "Lamp", 250).await;
-    let alice = system.user("alice").await;
-    let broker = support::broker().await;
+    let (lamp, alice) = system.lamp_and_alice().await;
+    let broker = broker_connection().await;
     let (channel, reply_to) = channel_with_reply_queue(&broker).await;
-    let mut replies = channel
-        .basic_consume(
-            reply_to.as_str().into(),
-            "e2e-replies".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            Default::default(),
-        )
-        .await
-        .expect("consume the reply queue");
+    let mut replies = consume_without_acks(&channel, &reply_to).await;
 
     let body = serde_json::to_vec(&order_request(&alice, &lamp, 3)).expect("serialize");
     let message_id = Uuid::new_v4().to_string();
@@ -235,19 +169,8 @@ async fn the_same_request_delivered_twice_makes_one_order() {
 
     let mut answered = Vec::new();
     for _ in 0..2 {
-        let delivery = tokio::time::timeout(Duration::from_secs(20), replies.next())
-            .await
-            .expect("a reply within 20 s")
-            .expect("the reply consumer is open")
-            .expect("a reply delivery");
-        let correlation_id = delivery
-            .properties
-            .correlation_id()
-            .as_ref()
-            .expect("a reply carries the request's correlation id")
-            .to_string();
-        let reply: CreateOrderReplyV1 =
-            serde_json::from_slice(&delivery.data).expect("a reply in the contract's shape");
+        let (correlation_id, reply): (String, CreateOrderReplyV1) =
+            next_reply(&mut replies, Duration::from_secs(20)).await;
         let CreateOrderReplyV1::Order(order) = reply else {
             panic!("a valid request is answered with an order, not {reply:?}");
         };

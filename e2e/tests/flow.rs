@@ -6,12 +6,12 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::DateTime;
-use common::amqp::ReplyMode;
+use common::{amqp::ReplyMode, testing::broker_connection};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{
-    Options, PASSWORD, System, assert_priced_from_catalog, items, lines_of, message_count, send,
-    unique_email,
+    Options, PASSWORD, System, assert_priced_from_catalog, id_of, items, lines_of, message_count,
+    send, unique_email,
 };
 use uuid::Uuid;
 
@@ -20,13 +20,6 @@ fn tamper(token: &str) -> String {
     let (signed, signature) = token.rsplit_once('.').expect("a JWT has three parts");
     let first = if signature.starts_with('A') { "B" } else { "A" };
     format!("{signed}.{first}{}", &signature[1..])
-}
-
-fn id_of(value: &Value) -> String {
-    value["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{value} has an id"))
-        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -364,10 +357,9 @@ async fn a_buy_with_direct_replies_is_priced_by_the_catalog_and_shown_to_its_buy
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_buy_of_an_unknown_product_is_refused_and_nothing_is_published() {
     let mut system = System::start(Options::new(ReplyMode::PerRequest)).await;
-    let admin = system.admin().await;
-    let lamp = id_of(&system.product(&admin, "Lamp", 250).await);
-    let alice = system.user("alice").await;
-    let broker = support::broker().await;
+    let (lamp, alice) = system.lamp_and_alice().await;
+    let lamp = id_of(&lamp);
+    let broker = broker_connection().await;
 
     // With orders stopped, anything products published would stay in the queue to be counted.
     system.stop_orders().await;
@@ -403,9 +395,8 @@ async fn a_buy_of_an_unknown_product_is_refused_and_nothing_is_published() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_malformed_buy_is_refused_with_a_problem_and_makes_no_order() {
     let system = System::start(Options::new(ReplyMode::PerRequest)).await;
-    let admin = system.admin().await;
-    let lamp = id_of(&system.product(&admin, "Lamp", 250).await);
-    let alice = system.user("alice").await;
+    let (lamp, alice) = system.lamp_and_alice().await;
+    let lamp = id_of(&lamp);
 
     let bodies = [
         json!({ "items": [] }),

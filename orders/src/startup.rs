@@ -1,10 +1,8 @@
 //! Building and running the service: database, broker, HTTP server and order consumer.
 
-use std::net::TcpListener;
-
-use actix_web::{App, HttpServer, dev::Server, web};
+use actix_web::{dev::Server, web};
 use anyhow::Context;
-use common::{amqp::Broker, config::DatabaseConfig, jwt::JwksVerifier};
+use common::{amqp::Broker, jwt::JwksVerifier};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -27,40 +25,19 @@ impl Application {
     /// Connects to the database (migrating it when configured to), binds the HTTP port,
     /// starts the broker connection and the consumer. Nothing stops until `shutdown`.
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let db = common::db::connect(&config.database).await?;
-        if config.database.migrate_on_start {
-            common::db::migrate::<Migrator>(&db, LOCK_KEY).await?;
-        }
-        let listener = TcpListener::bind(("0.0.0.0", config.port))
-            .with_context(|| format!("binding the HTTP port {}", config.port))?;
-        let port = listener
-            .local_addr()
-            .context("reading the bound port")?
-            .port();
-        let shutdown_timeout = common::config::shutdown_timeout()?;
+        let db = common::db::connect_and_migrate::<Migrator>(&config.database, LOCK_KEY).await?;
+        let (listener, port) = common::http::bind(config.port)?;
 
         let broker = Broker::start(config.amqp.url.clone(), shutdown.clone());
         let verifier = web::Data::new(JwksVerifier::new(config.jwks_url.clone()));
         let db_data = web::Data::new(db.clone());
         let broker_data = web::Data::new(broker.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(common::telemetry::request_span())
-                .app_data(common::problem::json_config())
-                .app_data(common::problem::path_config())
-                .app_data(common::problem::query_config())
-                .app_data(db_data.clone())
+        let server = common::http::serve(listener, move |cfg| {
+            cfg.app_data(db_data.clone())
                 .app_data(broker_data.clone())
                 .app_data(verifier.clone())
-                .configure(routes::configure)
-                .default_service(web::to(common::problem::not_found))
-        })
-        .listen(listener)
-        .context("listening on the HTTP port")?
-        // The shutdown token, not actix's own signal handling, decides when to stop.
-        .disable_signals()
-        .shutdown_timeout(shutdown_timeout.as_secs())
-        .run();
+                .configure(routes::configure);
+        })?;
 
         let consumer = tokio::spawn(consumer::run(
             broker,
@@ -86,12 +63,7 @@ impl Application {
     /// Runs until the shutdown token is cancelled and in-flight requests and deliveries have
     /// finished. If either task ends first, the other is stopped too and the error returned.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let stopper = self.shutdown.clone();
-        tokio::spawn(async move {
-            stopper.cancelled().await;
-            handle.stop(true).await;
-        });
+        common::http::stop_when_cancelled(&self.server, self.shutdown.clone());
 
         let mut http = tokio::spawn(self.server);
         let mut consumer = self.consumer;
@@ -112,15 +84,6 @@ impl Application {
         let second_result = second.ended(second_result, &self.shutdown);
         first_result.and(second_result)
     }
-}
-
-/// Applies pending migrations (`orders migrate`).
-pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
-    let db = common::db::connect(config).await?;
-    common::db::migrate::<Migrator>(&db, LOCK_KEY).await?;
-    db.close().await.context("closing the database pool")?;
-    tracing::info!("migrations applied");
-    Ok(())
 }
 
 #[derive(Debug, Clone, Copy)]

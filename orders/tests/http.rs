@@ -136,7 +136,7 @@ async fn orders_are_only_shown_with_a_valid_bearer_token() {
         let forged = app
             .http
             .get(format!("{}{path}", app.address))
-            .bearer_auth(format!("{}x", app.issuer.token_for(user)))
+            .bearer_auth(format!("{}x", app.issuer.token_for(user, &[])))
             .send()
             .await
             .unwrap();

@@ -3,18 +3,8 @@
 
 use std::collections::HashMap;
 
+pub use common::domain::{Cents, IdempotencyKey, Invalid, Quantity};
 use common::ids::ProductId;
-
-/// Why a value from a request was refused; the message is written for the client.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(String);
-
-impl Invalid {
-    fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
-}
 
 /// A product's name: 1 to 200 characters once surrounding whitespace is trimmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,31 +66,31 @@ impl TryFrom<String> for Description {
     }
 }
 
-/// An amount of money in cents, from 0 to 1 000 000 000 (ten million in whole units).
+/// A catalog price: [`Cents`] from 0 to [`Price::MAX`] (ten million in whole units). Orders
+/// accepts any [`Cents`]; the ceiling is the catalog's own rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Cents(i64);
+pub struct Price(Cents);
 
-impl Cents {
-    /// Largest price a product may have.
+impl Price {
+    /// Largest price a product may have, in cents.
     pub const MAX: i64 = 1_000_000_000;
 
-    /// The amount in cents.
-    pub fn get(self) -> i64 {
+    /// The amount.
+    pub fn cents(self) -> Cents {
         self.0
     }
 }
 
-impl TryFrom<i64> for Cents {
+impl TryFrom<i64> for Price {
     type Error = Invalid;
 
     fn try_from(value: i64) -> Result<Self, Invalid> {
-        if (0..=Self::MAX).contains(&value) {
-            Ok(Self(value))
-        } else {
-            Err(Invalid::new(format!(
+        match Cents::try_from(value) {
+            Ok(cents) if value <= Self::MAX => Ok(Self(cents)),
+            _ => Err(Invalid::new(format!(
                 "price_cents must be between 0 and {}, not {value}",
                 Self::MAX
-            )))
+            ))),
         }
     }
 }
@@ -147,37 +137,9 @@ pub struct NewProduct {
     /// Its description.
     pub description: Description,
     /// Its price.
-    pub price: Cents,
+    pub price: Price,
     /// Its picture, if any.
     pub image_url: Option<ImageUrl>,
-}
-
-/// How many of one product a buy asks for: 1 to 1000.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Quantity(i32);
-
-impl Quantity {
-    /// Most of one product a single buy may ask for.
-    pub const MAX: i32 = 1000;
-
-    /// The number of items.
-    pub fn get(self) -> i32 {
-        self.0
-    }
-}
-
-impl TryFrom<i64> for Quantity {
-    type Error = Invalid;
-
-    fn try_from(value: i64) -> Result<Self, Invalid> {
-        match i32::try_from(value) {
-            Ok(quantity) if (1..=Self::MAX).contains(&quantity) => Ok(Self(quantity)),
-            _ => Err(Invalid::new(format!(
-                "quantity must be between 1 and {}, not {value}",
-                Self::MAX
-            ))),
-        }
-    }
 }
 
 /// One product of a buy and how many of it.
@@ -258,52 +220,6 @@ impl TryFrom<Vec<(ProductId, i64)>> for BuyRequest {
     }
 }
 
-/// The client's `Idempotency-Key`: 1 to 200 visible ASCII characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct IdempotencyKey(String);
-
-impl IdempotencyKey {
-    /// Longest key, in characters.
-    pub const MAX_LEN: usize = 200;
-
-    /// The key as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The key as an owned string.
-    pub fn into_string(self) -> String {
-        self.0
-    }
-}
-
-impl TryFrom<&[u8]> for IdempotencyKey {
-    type Error = Invalid;
-
-    /// Takes raw bytes, as a header value arrives, so a non-ASCII key is refused rather than
-    /// guessed at.
-    fn try_from(value: &[u8]) -> Result<Self, Invalid> {
-        let visible = value.iter().all(u8::is_ascii_graphic);
-        match std::str::from_utf8(value) {
-            Ok(text) if visible && (1..=Self::MAX_LEN).contains(&text.len()) => {
-                Ok(Self(text.to_owned()))
-            }
-            _ => Err(Invalid::new(format!(
-                "Idempotency-Key must be 1 to {} visible ASCII characters",
-                Self::MAX_LEN
-            ))),
-        }
-    }
-}
-
-impl TryFrom<&str> for IdempotencyKey {
-    type Error = Invalid;
-
-    fn try_from(value: &str) -> Result<Self, Invalid> {
-        Self::try_from(value.as_bytes())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,10 +251,13 @@ mod tests {
 
     #[test]
     fn a_price_is_between_zero_and_one_billion_cents() {
-        assert_eq!(Cents::try_from(0).unwrap().get(), 0);
-        assert_eq!(Cents::try_from(1_000_000_000).unwrap().get(), 1_000_000_000);
-        assert!(Cents::try_from(-1).is_err());
-        assert!(Cents::try_from(1_000_000_001).is_err());
+        assert_eq!(Price::try_from(0).unwrap().cents().get(), 0);
+        assert_eq!(
+            Price::try_from(1_000_000_000).unwrap().cents().get(),
+            1_000_000_000
+        );
+        assert!(Price::try_from(-1).is_err());
+        assert!(Price::try_from(1_000_000_001).is_err());
     }
 
     #[test]
@@ -357,16 +276,6 @@ mod tests {
         let fits = format!("{base}{}", "a".repeat(2000 - base.len()));
         assert!(ImageUrl::try_from(fits.clone()).is_ok());
         assert!(ImageUrl::try_from(format!("{fits}a")).is_err());
-    }
-
-    #[test]
-    fn a_quantity_is_between_one_and_one_thousand() {
-        assert_eq!(Quantity::try_from(1).unwrap().get(), 1);
-        assert_eq!(Quantity::try_from(1000).unwrap().get(), 1000);
-        assert!(Quantity::try_from(0).is_err());
-        assert!(Quantity::try_from(-3).is_err());
-        assert!(Quantity::try_from(1001).is_err());
-        assert!(Quantity::try_from(i64::MAX).is_err());
     }
 
     fn ids(n: usize) -> Vec<ProductId> {
@@ -424,19 +333,5 @@ mod tests {
         let mut too_many = hundred;
         too_many.push((ProductId::new(), 1));
         assert!(BuyRequest::try_from(too_many).is_err());
-    }
-
-    #[test]
-    fn an_idempotency_key_is_one_to_two_hundred_visible_ascii_characters() {
-        assert_eq!(
-            IdempotencyKey::try_from("order-42:retry").unwrap().as_str(),
-            "order-42:retry"
-        );
-        assert!(IdempotencyKey::try_from("k".repeat(200).as_str()).is_ok());
-        assert!(IdempotencyKey::try_from("k".repeat(201).as_str()).is_err());
-        assert!(IdempotencyKey::try_from("").is_err());
-        assert!(IdempotencyKey::try_from("has space").is_err());
-        assert!(IdempotencyKey::try_from("tab\t").is_err());
-        assert!(IdempotencyKey::try_from("ключ").is_err());
     }
 }

@@ -1,15 +1,13 @@
 //! Building and running the service.
 
-use std::{net::TcpListener, sync::Arc};
+use std::sync::Arc;
 
-use actix_web::{App, HttpServer, dev::Server, web};
+use actix_web::{dev::Server, web};
 use anyhow::Context;
 use common::{
     amqp::{Broker, RpcClient},
-    config::DatabaseConfig,
     jwt::JwksVerifier,
     messages::CreateOrderV1,
-    problem,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -33,10 +31,7 @@ impl Application {
     /// Connects the database (migrating it when configured to), starts the broker connection,
     /// and binds `0.0.0.0:{port}`; port 0 picks a free one.
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let db = common::db::connect(&config.database).await?;
-        if config.database.migrate_on_start {
-            common::db::migrate::<Migrator>(&db, LOCK_KEY).await?;
-        }
+        let db = common::db::connect_and_migrate::<Migrator>(&config.database, LOCK_KEY).await?;
         let broker = Broker::start(config.amqp.url.clone(), shutdown.clone());
         let orders = RpcClient::<CreateOrderV1>::new(
             broker.clone(),
@@ -53,41 +48,22 @@ impl Application {
             shutdown.clone(),
         ));
 
-        let listener = TcpListener::bind(("0.0.0.0", config.port))
-            .with_context(|| format!("binding port {}", config.port))?;
-        let port = listener
-            .local_addr()
-            .context("reading the bound port")?
-            .port();
-        let grace = common::config::shutdown_timeout()?;
-
+        let (listener, port) = common::http::bind(config.port)?;
         let db = web::Data::new(db);
         let broker_data = web::Data::new(broker.clone());
         let orders = web::Data::new(orders);
         let verifier = web::Data::new(verifier);
         let in_flight = web::Data::new(InFlight::default());
         let queue_declared = web::Data::from(queue_declared);
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(common::telemetry::request_span())
-                .app_data(problem::json_config())
-                .app_data(problem::path_config())
-                .app_data(problem::query_config())
-                .app_data(db.clone())
+        let server = common::http::serve(listener, move |cfg| {
+            cfg.app_data(db.clone())
                 .app_data(broker_data.clone())
                 .app_data(orders.clone())
                 .app_data(verifier.clone())
                 .app_data(in_flight.clone())
                 .app_data(queue_declared.clone())
-                .configure(routes::configure)
-                .default_service(web::to(problem::not_found))
-        })
-        .listen(listener)
-        .context("listening for HTTP")?
-        // The shutdown token decides when to stop, not actix's own signal handling.
-        .disable_signals()
-        .shutdown_timeout(grace.as_secs())
-        .run();
+                .configure(routes::configure);
+        })?;
         tracing::info!(port, queue = %config.amqp.order_queue, "products listening");
         Ok(Self {
             port,
@@ -132,12 +108,4 @@ impl Application {
         broker.close().await;
         Ok(())
     }
-}
-
-/// Applies pending migrations to the database of `config` (the `migrate` subcommand).
-pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
-    let db = common::db::connect(config).await?;
-    common::db::migrate::<Migrator>(&db, LOCK_KEY).await?;
-    db.close().await.context("closing the database pool")?;
-    Ok(())
 }

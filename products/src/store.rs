@@ -20,7 +20,7 @@ pub async fn insert(db: &impl ConnectionTrait, new: &NewProduct) -> Result<produ
         id: Set(ProductId::new()),
         name: Set(new.name.as_str().to_owned()),
         description: Set(new.description.as_str().to_owned()),
-        price_cents: Set(new.price.get()),
+        price_cents: Set(new.price.cents().get()),
         image_url: Set(new.image_url.as_ref().map(|u| u.as_str().to_owned())),
         // The database's clock orders the catalog, so one clock serves every replica.
         created_at: NotSet,

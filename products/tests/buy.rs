@@ -16,21 +16,10 @@ use common::{
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 use support::{
-    Amqp, Options, TestApp, order_for, spawn_app, spawn_app_with, start_fake_orders,
-    start_honest_orders,
+    Amqp, Options, TestApp, assert_problem, order_for, spawn_app, spawn_app_with,
+    start_fake_orders, start_honest_orders,
 };
 use tokio::sync::Semaphore;
-
-async fn assert_problem(response: reqwest::Response, status: StatusCode) -> Value {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers()[header::CONTENT_TYPE],
-        "application/problem+json"
-    );
-    let body: Value = response.json().await.expect("a problem body");
-    assert_eq!(body["status"], status.as_u16());
-    body
-}
 
 async fn a_buy_becomes_an_order_priced_from_the_catalog(app: TestApp) {
     let mut orders = start_honest_orders(&app).await;
@@ -191,14 +180,8 @@ async fn invalid_buys_are_refused_with_400() {
     }
 
     let bad_json = app
-        .http
-        .post(app.url("/products/buy"))
-        .bearer_auth(app.customer_token())
-        .header(header::CONTENT_TYPE, "application/json")
-        .body("{\"ids\": [")
-        .send()
-        .await
-        .unwrap();
+        .post_raw_json("/products/buy", &app.customer_token(), "{\"ids\": [")
+        .await;
     assert_problem(bad_json, StatusCode::BAD_REQUEST).await;
 
     let good = json!({"ids": [id]});
@@ -305,7 +288,7 @@ async fn a_buy_while_the_broker_is_unreachable_is_503_and_the_service_is_not_rea
     .await;
     let cup = app.create_product("Cup", 450).await;
 
-    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let ready = app.get("/readyz").await;
     let body = assert_problem(ready, StatusCode::SERVICE_UNAVAILABLE).await;
     assert!(body["detail"].as_str().unwrap().contains("broker"));
 

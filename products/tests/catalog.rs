@@ -4,11 +4,11 @@ mod support;
 
 use std::time::Duration;
 
-use common::jwt::ROLE_ADMIN;
+use common::{ids::UserId, jwt::ROLE_ADMIN, testing::claims_for};
 use products::routes::ProductBody;
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
-use support::{FORGER_KEY_PEM, claims, mint, mint_with, spawn_app};
+use support::{assert_problem, spawn_app};
 
 fn a_teapot() -> Value {
     json!({
@@ -19,30 +19,11 @@ fn a_teapot() -> Value {
     })
 }
 
-async fn assert_problem(response: reqwest::Response, status: StatusCode) -> Value {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers()[header::CONTENT_TYPE],
-        "application/problem+json"
-    );
-    let body: Value = response.json().await.expect("a problem body");
-    assert_eq!(body["status"], status.as_u16());
-    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
-    body
-}
-
 #[tokio::test]
 async fn an_admin_adds_a_product_and_finds_it_at_its_location() {
     let app = spawn_app().await;
 
-    let response = app
-        .http
-        .post(app.url("/products"))
-        .bearer_auth(app.admin_token())
-        .json(&a_teapot())
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_product(&app.admin_token(), &a_teapot()).await;
 
     assert_eq!(response.status(), StatusCode::CREATED);
     let location = response.headers()[header::LOCATION]
@@ -58,15 +39,7 @@ async fn an_admin_adds_a_product_and_finds_it_at_its_location() {
         Some("https://cdn.example.com/teapot.png")
     );
 
-    let fetched: ProductBody = app
-        .http
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched: ProductBody = app.get_json(&location).await;
     assert_eq!(fetched, created);
 }
 
@@ -75,13 +48,11 @@ async fn a_product_without_an_image_shows_a_null_image_url_and_a_utc_creation_ti
     let app = spawn_app().await;
 
     let response = app
-        .http
-        .post(app.url("/products"))
-        .bearer_auth(app.admin_token())
-        .json(&json!({"name": "Cup", "description": "", "price_cents": 0}))
-        .send()
-        .await
-        .unwrap();
+        .post_product(
+            &app.admin_token(),
+            &json!({"name": "Cup", "description": "", "price_cents": 0}),
+        )
+        .await;
 
     assert_eq!(response.status(), StatusCode::CREATED);
     let body: Value = response.json().await.unwrap();
@@ -95,58 +66,43 @@ async fn a_product_without_an_image_shows_a_null_image_url_and_a_utc_creation_ti
 async fn a_customer_may_not_add_products() {
     let app = spawn_app().await;
 
-    let response = app
-        .http
-        .post(app.url("/products"))
-        .bearer_auth(app.customer_token())
-        .json(&a_teapot())
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_product(&app.customer_token(), &a_teapot()).await;
 
     assert_problem(response, StatusCode::FORBIDDEN).await;
-    let list: Vec<Value> = app
-        .http
-        .get(app.url("/products"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> = app.get_json("/products").await;
     assert!(list.is_empty(), "nothing was added");
 }
 
 #[tokio::test]
 async fn adding_a_product_needs_a_valid_token() {
     let app = spawn_app().await;
-    let admin = claims(&[ROLE_ADMIN]);
+    let admin = claims_for(UserId::new(), &[ROLE_ADMIN]);
 
     let expired = {
         let mut c = admin.clone();
         c.iat -= 3600;
         c.exp = chrono::Utc::now().timestamp() - 60;
-        mint(&c)
+        app.issuer.token(&c)
     };
     let other_audience = {
         let mut c = admin.clone();
         c.aud = "elsewhere".to_owned();
-        mint(&c)
+        app.issuer.token(&c)
     };
     let other_issuer = {
         let mut c = admin.clone();
         c.iss = "mallory".to_owned();
-        mint(&c)
+        app.issuer.token(&c)
     };
     // A customer's signature under an admin's claims: the kind of edit a user would try.
     let tampered = {
-        let customer = mint(&claims(&[]));
-        let promoted = mint(&admin);
+        let customer = app.issuer.token(&claims_for(UserId::new(), &[]));
+        let promoted = app.issuer.token(&admin);
         let mut parts: Vec<&str> = customer.split('.').collect();
         parts[1] = promoted.split('.').nth(1).unwrap();
         parts.join(".")
     };
-    let forged = mint_with(FORGER_KEY_PEM, &admin);
+    let forged = app.issuer.mint_with_other_key(&admin);
 
     let cases = [
         ("no token", None),
@@ -214,27 +170,14 @@ async fn invalid_product_bodies_are_refused_with_400() {
         ),
     ];
     for (what, body) in cases {
-        let response = app
-            .http
-            .post(app.url("/products"))
-            .bearer_auth(app.admin_token())
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = app.post_product(&app.admin_token(), &body).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{what}");
         assert_problem(response, StatusCode::BAD_REQUEST).await;
     }
 
     let response = app
-        .http
-        .post(app.url("/products"))
-        .bearer_auth(app.admin_token())
-        .header(header::CONTENT_TYPE, "application/json")
-        .body("{\"name\": \"Mug\",")
-        .send()
-        .await
-        .unwrap();
+        .post_raw_json("/products", &app.admin_token(), "{\"name\": \"Mug\",")
+        .await;
     assert_problem(response, StatusCode::BAD_REQUEST).await;
 }
 
@@ -267,12 +210,7 @@ async fn the_catalog_lists_oldest_first_and_honours_limit_and_offset() {
 async fn bad_paging_is_refused_with_400() {
     let app = spawn_app().await;
     for query in ["limit=0", "limit=201", "offset=-1", "limit=ten", "page=2"] {
-        let response = app
-            .http
-            .get(app.url(&format!("/products?{query}")))
-            .send()
-            .await
-            .unwrap();
+        let response = app.get(&format!("/products?{query}")).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
         assert_problem(response, StatusCode::BAD_REQUEST).await;
     }
@@ -283,18 +221,13 @@ async fn a_product_is_found_by_its_id_and_other_ids_are_not_found() {
     let app = spawn_app().await;
     let mug = app.create_product("Mug", 450).await;
 
-    let found = app
-        .http
-        .get(app.url(&format!("/products/{}", mug.id)))
-        .send()
-        .await
-        .unwrap();
+    let found = app.get(&format!("/products/{}", mug.id)).await;
     assert_eq!(found.status(), StatusCode::OK);
     assert_eq!(found.json::<ProductBody>().await.unwrap(), mug);
 
     let unknown = format!("/products/{}", uuid::Uuid::new_v4());
     for path in [unknown.as_str(), "/products/not-a-uuid", "/products/42"] {
-        let response = app.http.get(app.url(path)).send().await.unwrap();
+        let response = app.get(path).await;
         assert_problem(response, StatusCode::NOT_FOUND).await;
     }
 }
@@ -303,12 +236,12 @@ async fn a_product_is_found_by_its_id_and_other_ids_are_not_found() {
 async fn health_is_always_ok_and_unknown_routes_are_problem_404s() {
     let app = spawn_app().await;
 
-    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let health = app.get("/healthz").await;
     assert_eq!(health.status(), StatusCode::OK);
-    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
 
-    let response = app.http.get(app.url("/nowhere")).send().await.unwrap();
+    let response = app.get("/nowhere").await;
     assert_problem(response, StatusCode::NOT_FOUND).await;
 }
 

@@ -15,10 +15,7 @@ use futures::StreamExt;
 use lapin::{
     BasicProperties, Channel, Confirmation, Consumer,
     message::BasicReturnMessage,
-    options::{
-        BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-        QueueDeleteOptions,
-    },
+    options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions},
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
 use tokio::sync::oneshot;
@@ -30,6 +27,7 @@ use super::{
     RpcRequest,
     broker::{Broker, Live},
     now_epoch_ms,
+    topology::declare_reply_queue,
 };
 
 /// The pseudo-queue of RabbitMQ Direct Reply-to.
@@ -225,24 +223,12 @@ impl Inner {
         body: &[u8],
         correlation_id: &str,
     ) -> Result<Vec<u8>, RpcError> {
-        let declared = replies
-            .queue_declare(
-                // Empty: the server picks a unique `amq.gen-…` name.
-                ShortString::default(),
-                QueueDeclareOptions {
-                    // Only this connection may consume it, and it dies with the connection.
-                    exclusive: true,
-                    // Gone once its consumer is, even if the explicit delete below never runs.
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        let name = declare_reply_queue(replies)
             .await
             .map_err(|e| lapin_unavailable(e, "declare a reply queue"))?;
         let reply_queue = ReplyQueue {
             channel: replies.clone(),
-            name: declared.name().clone(),
+            name,
             deleted: false,
         };
         let mut consumer = None;

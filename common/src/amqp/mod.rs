@@ -20,7 +20,7 @@ mod topology;
 pub use broker::Broker;
 pub use client::RpcClient;
 pub use server::serve;
-pub use topology::{DELIVERY_LIMIT, dead_letter_queue, declare_work_queue};
+pub use topology::{DELIVERY_LIMIT, dead_letter_queue, declare_reply_queue, declare_work_queue};
 
 /// The `content_type` of every request and reply.
 pub const CONTENT_TYPE_JSON: &str = "application/json";

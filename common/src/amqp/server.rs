@@ -5,7 +5,7 @@ use std::{panic::AssertUnwindSafe, time::Duration};
 use anyhow::Context;
 use futures::{FutureExt, StreamExt};
 use lapin::{
-    BasicProperties, Channel, Confirmation,
+    Acker, BasicProperties, Channel, Confirmation,
     message::Delivery,
     options::{
         BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
@@ -237,13 +237,7 @@ async fn handle<R, H, Fut>(
             Ok(request) => request,
             Err(why) => {
                 tracing::warn!(reason = %why, "unreadable request; dead-lettering it");
-                settle(
-                    delivery
-                        .acker
-                        .reject(BasicRejectOptions { requeue: false })
-                        .await,
-                    "reject",
-                );
+                dead_letter(&delivery.acker).await;
                 return;
             }
         };
@@ -276,16 +270,7 @@ async fn handle<R, H, Fut>(
                             error = format!("{e:#}"),
                             "could not send the reply; requeueing the request"
                         );
-                        settle(
-                            delivery
-                                .acker
-                                .nack(BasicNackOptions {
-                                    requeue: true,
-                                    multiple: false,
-                                })
-                                .await,
-                            "nack",
-                        );
+                        requeue(&delivery.acker).await;
                     }
                 }
             }
@@ -298,28 +283,13 @@ async fn handle<R, H, Fut>(
                     _ = tokio::time::sleep(RETRY_PAUSE) => {}
                     _ = shutdown.cancelled() => {}
                 }
-                settle(
-                    delivery
-                        .acker
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            multiple: false,
-                        })
-                        .await,
-                    "nack",
-                );
+                requeue(&delivery.acker).await;
             }
             Err(_) => {
                 // A panic is most likely this message's doing; the dead-letter queue keeps it
                 // for a human instead of crashing every consumer it is redelivered to.
                 tracing::error!("handler panicked; dead-lettering the request");
-                settle(
-                    delivery
-                        .acker
-                        .reject(BasicRejectOptions { requeue: false })
-                        .await,
-                    "reject",
-                );
+                dead_letter(&delivery.acker).await;
             }
         }
     }
@@ -394,6 +364,23 @@ async fn send_reply<R: RpcRequest>(
         Confirmation::Nack(_) => anyhow::bail!("RabbitMQ refused the reply (nack)"),
         Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
     }
+}
+
+/// Returns a request to its queue; it counts towards the queue's delivery limit.
+async fn requeue(acker: &Acker) {
+    let options = BasicNackOptions {
+        requeue: true,
+        multiple: false,
+    };
+    settle(acker.nack(options).await, "nack");
+}
+
+/// Sends a request to the dead-letter queue, where it waits for a human.
+async fn dead_letter(acker: &Acker) {
+    settle(
+        acker.reject(BasicRejectOptions { requeue: false }).await,
+        "reject",
+    );
 }
 
 /// Logs an ack, nack or reject that did not reach the broker; the channel is gone, and the

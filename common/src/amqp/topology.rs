@@ -1,10 +1,11 @@
-//! The work queue and its dead-letter queue, declared the same way by both sides.
+//! The work queue and its dead-letter queue, declared the same way by both sides, and the
+//! per-request reply queue.
 
 use anyhow::Context;
 use lapin::{
     Channel,
     options::QueueDeclareOptions,
-    types::{AMQPValue, FieldTable, LongString},
+    types::{AMQPValue, FieldTable, LongString, ShortString},
 };
 
 /// How many times a request may be returned to the work queue (nack, or a consumer dying
@@ -60,6 +61,25 @@ pub async fn declare_work_queue(channel: &Channel, name: &str) -> anyhow::Result
         .await
         .with_context(|| format!("declare work queue {name}"))?;
     Ok(())
+}
+
+/// Declares a reply queue for one request and returns the name the server gave it.
+pub async fn declare_reply_queue(channel: &Channel) -> lapin::Result<ShortString> {
+    let declared = channel
+        .queue_declare(
+            // Empty: the server picks a unique `amq.gen-…` name.
+            ShortString::default(),
+            QueueDeclareOptions {
+                // Only this connection may consume it, and it dies with the connection.
+                exclusive: true,
+                // Gone once its consumer is, even if nobody deletes it explicitly.
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(declared.name().clone())
 }
 
 fn durable() -> QueueDeclareOptions {

@@ -8,17 +8,14 @@ use std::{
 
 use common::{
     amqp::{self, Broker, Incoming, Outcome, RpcRequest},
-    testing::{amqp_url, require_broker},
+    testing::{self, amqp_url, broker_connection, queue_counts, require_broker},
 };
 use futures::StreamExt;
 use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties,
-    options::{
-        BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, QueueDeclareOptions,
-        QueueDeleteOptions,
-    },
+    BasicProperties, Channel, Connection,
+    options::{BasicGetOptions, BasicPublishOptions},
     protocol::{AMQPErrorKind, AMQPSoftError},
-    types::{AMQPValue, FieldTable, ShortString},
+    types::{AMQPValue, ShortString},
 };
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -103,11 +100,9 @@ pub struct Raw {
 
 impl Raw {
     pub async fn connect() -> Self {
-        require_broker().await;
-        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-            .await
-            .expect("connect to RabbitMQ");
-        Self { connection }
+        Self {
+            connection: broker_connection().await,
+        }
     }
 
     pub async fn channel(&self) -> Channel {
@@ -129,7 +124,7 @@ impl Raw {
         self.passive(queue)
             .await
             .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"))
-            .message_count()
+            .0
     }
 
     /// Consumers on `queue`.
@@ -137,7 +132,7 @@ impl Raw {
         self.passive(queue)
             .await
             .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"))
-            .consumer_count()
+            .1
     }
 
     /// Whether `queue` exists. An exclusive queue of another connection exists too: RabbitMQ
@@ -156,53 +151,23 @@ impl Raw {
         }
     }
 
-    async fn passive(&self, queue: &str) -> lapin::Result<lapin::Queue> {
+    async fn passive(&self, queue: &str) -> lapin::Result<(u32, u32)> {
         // A failed passive declare closes its channel, so each check gets a fresh one.
-        self.channel()
-            .await
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
+        queue_counts(&self.channel().await, queue).await
     }
 
     /// Publishes `body` to `queue` through the default exchange.
     pub async fn publish(&self, queue: &str, body: &[u8], properties: BasicProperties) {
-        self.channel()
-            .await
-            .basic_publish(
-                ShortString::default(),
-                queue.into(),
-                BasicPublishOptions::default(),
-                body,
-                properties,
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("publisher confirm");
+        testing::publish(&self.channel().await, queue, body, properties).await;
     }
 
     /// An exclusive queue of this connection to receive replies in.
     pub async fn reply_queue(&self) -> (Channel, ShortString) {
         let channel = self.channel().await;
-        let queue = channel
-            .queue_declare(
-                ShortString::default(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        let queue = amqp::declare_reply_queue(&channel)
             .await
             .expect("declare a reply queue");
-        (channel, queue.name().clone())
+        (channel, queue)
     }
 
     /// Takes one message from `queue`, if there is one.
@@ -221,18 +186,7 @@ impl Raw {
         queue: &str,
     ) -> tokio::sync::mpsc::UnboundedReceiver<BasicProperties> {
         let channel = self.channel().await;
-        let mut consumer = channel
-            .basic_consume(
-                queue.into(),
-                ShortString::default(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("consume");
+        let mut consumer = testing::consume_without_acks(&channel, queue).await;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some(Ok(delivery)) = consumer.next().await {
@@ -260,22 +214,13 @@ impl Raw {
 
     /// Deletes `queue` and its dead-letter queue, so the shared broker does not fill up.
     pub async fn delete_work_queue(&self, queue: &str) {
-        let channel = self.channel().await;
-        for name in [queue.to_owned(), amqp::dead_letter_queue(queue)] {
-            let _ = channel
-                .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
+        testing::delete_queue(&self.channel().await, queue).await;
     }
 }
 
 /// Properties of a request as `RpcClient` would send it, for publishing by hand.
 pub fn request_properties(correlation_id: &str, reply_to: &ShortString) -> BasicProperties {
-    BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_type(Echo::MESSAGE_TYPE.into())
-        .with_correlation_id(correlation_id.into())
-        .with_reply_to(reply_to.clone())
+    testing::request_properties(Echo::MESSAGE_TYPE, correlation_id, reply_to.as_str())
 }
 
 /// An integer header as a test reads it back.

@@ -15,7 +15,6 @@ use common::{
     testing::{self, TestDatabase, wait_until},
 };
 use futures::future::join_all;
-use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use reqwest::{RequestBuilder, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -172,6 +171,14 @@ pub async fn send(request: RequestBuilder) -> Reply {
     }
 }
 
+/// The `id` of a product, order or user as an answer shows it.
+pub fn id_of(value: &Value) -> String {
+    value["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{value} has an id"))
+        .to_owned()
+}
+
 /// An email no other test registers.
 pub fn unique_email(who: &str) -> String {
     format!("{who}.{}@example.com", Uuid::new_v4().simple())
@@ -224,30 +231,13 @@ pub fn assert_priced_from_catalog(order: &Value, catalog: &BTreeMap<String, Valu
     assert_eq!(order["total_cents"], total, "order total of {order}");
 }
 
-/// A connection to the broker the services use.
-pub async fn broker() -> lapin::Connection {
-    lapin::Connection::connect(&testing::amqp_url(), lapin::ConnectionProperties::default())
-        .await
-        .expect("connect to RabbitMQ")
-}
-
 /// The number of ready messages in `queue`, or `None` when it does not exist.
 pub async fn message_count(broker: &lapin::Connection, queue: &str) -> Option<u32> {
     // A passive declare of a missing queue closes its channel, so each look gets its own.
     let channel = broker.create_channel().await.expect("open a channel");
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            Default::default(),
-        )
-        .await
-        .ok()?;
+    let (messages, _) = testing::queue_counts(&channel, queue).await.ok()?;
     let _ = channel.close(200, "done".into()).await;
-    Some(declared.message_count())
+    Some(messages)
 }
 
 /// Database settings for a service under test. The concurrent tests send a few hundred
@@ -335,21 +325,15 @@ impl System {
         {
             running.stop().await;
         }
-        let broker = broker().await;
+        let broker = testing::broker_connection().await;
         let channel = broker.create_channel().await.expect("open a channel");
-        for queue in [self.dlq(), self.order_queue.clone()] {
-            // Leftover queues only cost the broker memory; a failed delete must not fail a test
-            // whose assertions all passed.
-            let _ = channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
+        testing::delete_queue(&channel, &self.order_queue).await;
         let _ = broker.close(200, "done".into()).await;
     }
 
     /// The dead-letter queue of the order queue.
     pub fn dlq(&self) -> String {
-        format!("{}.dlq", self.order_queue)
+        common::amqp::dead_letter_queue(&self.order_queue)
     }
 
     fn amqp(&self) -> AmqpConfig {
@@ -528,6 +512,14 @@ impl System {
             email,
             token,
         }
+    }
+
+    /// A lamp at 250 cents, added to the catalog by a new admin, and a new customer, alice:
+    /// where most buying tests start.
+    pub async fn lamp_and_alice(&self) -> (Value, User) {
+        let admin = self.admin().await;
+        let lamp = self.product(&admin, "Lamp", 250).await;
+        (lamp, self.user("alice").await)
     }
 
     pub async fn create_product(&self, token: &str, name: &str, price_cents: i64) -> Reply {

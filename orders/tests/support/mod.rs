@@ -1,30 +1,26 @@
 //! Shared set-up of the orders tests: a migrated database, the real application on port 0,
-//! a JWKS server with a test key, and a RabbitMQ client that plays the products side.
+//! a test token issuer standing in for auth, and a RabbitMQ client that plays the products side.
 
 #![allow(dead_code)] // Each test binary uses its own subset of these helpers.
 
-use std::{net::TcpListener, time::Duration};
+use std::time::Duration;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
 use common::{
-    amqp::{CONTENT_TYPE_JSON, HEADER_DEADLINE_MS, dead_letter_queue, declare_work_queue},
+    amqp::{
+        HEADER_DEADLINE_MS, RpcRequest, dead_letter_queue, declare_reply_queue, declare_work_queue,
+    },
     config::AmqpConfig,
     ids::{ProductId, UserId},
-    jwt::{AUDIENCE, Claims, ISSUER},
     messages::{CreateOrderReplyV1, CreateOrderV1, OrderLineV1},
-    testing::{TestDatabase, amqp_url, require_broker, unique_queue},
-};
-use futures::StreamExt;
-use jsonwebtoken::{
-    Algorithm, EncodingKey, Header,
-    jwk::{Jwk, JwkSet},
+    testing::{
+        TestDatabase, TestIssuer, amqp_url, broker_connection, consume_without_acks,
+        delete_queue_on_drop, next_reply, publish, request_properties, require_broker,
+        unique_queue,
+    },
 };
 use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties, Consumer,
-    options::{
-        BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-        QueueDeclareOptions, QueueDeleteOptions,
-    },
+    BasicProperties, Channel, Connection, Consumer,
+    options::{BasicGetOptions, ConfirmSelectOptions},
     types::{AMQPValue, FieldTable},
 };
 use orders::{
@@ -35,13 +31,6 @@ use orders::{
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// An Ed25519 key made for these tests with `openssl genpkey -algorithm ed25519`.
-const TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
-MC4CAQAwBQYDK2VwBCIEIIQYEKVeaF/OHu1MpcZmIHjl1n7Iiaz1rweUngFWOPUm
------END PRIVATE KEY-----
-";
-const TEST_KID: &str = "orders-test-key";
 
 /// How long a test waits for something that should happen within milliseconds.
 pub const PATIENCE: Duration = Duration::from_secs(15);
@@ -58,66 +47,12 @@ pub async fn migrated_database() -> (TestDatabase, DatabaseConnection) {
     (database, db)
 }
 
-/// Serves a JWKS holding the test key, as auth would, and signs tokens with that key.
-pub struct Issuer {
-    pub jwks_url: String,
-    key: EncodingKey,
-}
-
-impl Issuer {
-    pub async fn start() -> Self {
-        let key = EncodingKey::from_ed_pem(TEST_KEY_PEM.as_bytes()).expect("test key parses");
-        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).expect("public JWK");
-        jwk.common.key_id = Some(TEST_KID.to_owned());
-        let set = serde_json::to_value(JwkSet { keys: vec![jwk] }).expect("JWKS serializes");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the JWKS port");
-        let port = listener.local_addr().expect("JWKS port").port();
-        let server = HttpServer::new(move || {
-            let set = set.clone();
-            App::new().route(
-                "/auth/.well-known/jwks.json",
-                web::get().to(move || {
-                    let set = set.clone();
-                    async move { HttpResponse::Ok().json(set) }
-                }),
-            )
-        })
-        .listen(listener)
-        .expect("listen for JWKS requests")
-        .workers(1)
-        .disable_signals()
-        .run();
-        tokio::spawn(server);
-        Self {
-            jwks_url: format!("http://127.0.0.1:{port}/auth/.well-known/jwks.json"),
-            key,
-        }
-    }
-
-    /// A valid 15-minute token for `user`.
-    pub fn token_for(&self, user: UserId) -> String {
-        let now = chrono::Utc::now().timestamp();
-        let claims = Claims {
-            iss: ISSUER.to_owned(),
-            aud: AUDIENCE.to_owned(),
-            sub: user,
-            email: format!("{user}@example.com"),
-            roles: vec![],
-            iat: now,
-            exp: now + 900,
-        };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(TEST_KID.to_owned());
-        jsonwebtoken::encode(&header, &claims, &self.key).expect("sign a test token")
-    }
-}
-
 /// The real orders service on port 0, with its own database and order queue.
 pub struct TestApp {
     pub address: String,
     pub db: DatabaseConnection,
     pub queue: String,
-    pub issuer: Issuer,
+    pub issuer: TestIssuer,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
     running: Option<JoinHandle<anyhow::Result<()>>>,
@@ -133,7 +68,7 @@ impl TestApp {
         common::telemetry::init("orders-test");
         require_broker().await;
         let (database, db) = migrated_database().await;
-        let issuer = Issuer::start().await;
+        let issuer = TestIssuer::start().await;
         let queue = unique_queue("orders-test");
         let config = Config {
             port: 0,
@@ -142,7 +77,7 @@ impl TestApp {
                 url: amqp_url(),
                 order_queue: queue.clone(),
             },
-            jwks_url: issuer.jwks_url.clone(),
+            jwks_url: issuer.jwks_url().to_owned(),
             prefetch,
         };
         let shutdown = CancellationToken::new();
@@ -177,7 +112,7 @@ impl TestApp {
     pub async fn get(&self, path: &str, user: Option<UserId>) -> reqwest::Response {
         let mut request = self.http.get(format!("{}{path}", self.address));
         if let Some(user) = user {
-            request = request.bearer_auth(self.issuer.token_for(user));
+            request = request.bearer_auth(self.issuer.token_for(user, &[]));
         }
         request.send().await.expect("the request is answered")
     }
@@ -186,33 +121,8 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        // Quorum queues outlive their consumers; a test's queues must not outlive the test.
-        // Drop runs inside the test's runtime, which cannot be blocked on; a thread can.
-        let queue = self.queue.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime")
-                .block_on(delete_queues(&queue));
-        })
-        .join();
+        delete_queue_on_drop(&self.queue);
     }
-}
-
-async fn delete_queues(queue: &str) {
-    let Ok(connection) = Connection::connect(&amqp_url(), ConnectionProperties::default()).await
-    else {
-        return;
-    };
-    if let Ok(channel) = connection.create_channel().await {
-        for name in [queue.to_owned(), dead_letter_queue(queue)] {
-            let _ = channel
-                .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-    }
-    let _ = connection.close(200, "test over".into()).await;
 }
 
 /// A buy request of `lines` (product, unit price, quantity) by `user`.
@@ -244,9 +154,7 @@ pub struct Requester {
 
 impl Requester {
     pub async fn connect(queue: &str) -> Self {
-        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-            .await
-            .expect("connect to RabbitMQ");
+        let connection = broker_connection().await;
         let channel = connection.create_channel().await.expect("open a channel");
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -255,32 +163,11 @@ impl Requester {
         declare_work_queue(&channel, queue)
             .await
             .expect("declare the order queue");
-        let reply_queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        let reply_queue = declare_reply_queue(&channel)
             .await
             .expect("declare a reply queue")
-            .name()
             .to_string();
-        let replies = channel
-            .basic_consume(
-                reply_queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("consume replies");
+        let replies = consume_without_acks(&channel, &reply_queue).await;
         Self {
             queue: queue.to_owned(),
             connection,
@@ -298,12 +185,11 @@ impl Requester {
 
     /// Properties of a request that lacks only its `message_id`.
     pub fn properties_without_message_id(&self, correlation_id: &str) -> BasicProperties {
-        BasicProperties::default()
-            .with_content_type(CONTENT_TYPE_JSON.into())
-            .with_type(<CreateOrderV1 as common::amqp::RpcRequest>::MESSAGE_TYPE.into())
-            .with_correlation_id(correlation_id.into())
-            .with_reply_to(self.reply_queue.as_str().into())
-            .with_delivery_mode(2)
+        request_properties(
+            CreateOrderV1::MESSAGE_TYPE,
+            correlation_id,
+            &self.reply_queue,
+        )
     }
 
     /// The same properties with an `x-deadline-ms` header `ms` milliseconds from now.
@@ -317,18 +203,7 @@ impl Requester {
     }
 
     pub async fn publish_raw(&self, body: &[u8], properties: BasicProperties) {
-        self.channel
-            .basic_publish(
-                "".into(),
-                self.queue.as_str().into(),
-                BasicPublishOptions::default(),
-                body,
-                properties,
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("the broker confirms the publish");
+        publish(&self.channel, &self.queue, body, properties).await;
     }
 
     pub async fn publish(&self, request: &CreateOrderV1, message_id: &str, correlation_id: &str) {
@@ -339,20 +214,7 @@ impl Requester {
 
     /// The next reply: its correlation id and body.
     pub async fn next_reply(&mut self) -> (String, CreateOrderReplyV1) {
-        let delivery = tokio::time::timeout(PATIENCE, self.replies.next())
-            .await
-            .expect("a reply within the patience")
-            .expect("the reply consumer is open")
-            .expect("a reply delivery");
-        let correlation_id = delivery
-            .properties
-            .correlation_id()
-            .as_ref()
-            .map(|c| c.to_string())
-            .expect("the reply carries a correlation id");
-        let reply =
-            serde_json::from_slice(&delivery.data).expect("the reply is a CreateOrderReplyV1");
-        (correlation_id, reply)
+        next_reply(&mut self.replies, PATIENCE).await
     }
 
     /// Takes one message from `<queue>.dlq`, if there is one.

@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    domain::{Cents, Description, ImageUrl, Invalid, NewProduct, ProductName},
+    domain::{Description, ImageUrl, Invalid, NewProduct, Price, ProductName},
     entity::product,
     error::Error,
     store,
@@ -33,7 +33,7 @@ impl TryFrom<CreateProductBody> for NewProduct {
         Ok(Self {
             name: ProductName::try_from(body.name)?,
             description: Description::try_from(body.description)?,
-            price: Cents::try_from(body.price_cents)?,
+            price: Price::try_from(body.price_cents)?,
             image_url: body.image_url.map(ImageUrl::try_from).transpose()?,
         })
     }
@@ -117,7 +117,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(new.name.as_str(), "Mug");
-        assert_eq!(new.price.get(), 450);
+        assert_eq!(new.price.cents().get(), 450);
         assert!(new.image_url.is_none());
     }
 

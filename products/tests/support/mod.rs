@@ -1,97 +1,28 @@
 //! Shared setup: the real products service on port 0 against a fresh database and a unique
-//! queue, a JWKS server for a test key, tokens minted with that key, and a stand-in for the
-//! orders side that answers over the real broker.
+//! queue, a test token issuer standing in for auth, and a stand-in for the orders side that
+//! answers over the real broker.
 
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
-use std::{future::Future, net::TcpListener, time::Duration};
+use std::{future::Future, time::Duration};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
 use common::{
     amqp::{Broker, Incoming, Outcome, ReplyMode, serve},
     config::AmqpConfig,
     ids::{OrderId, UserId},
-    jwt::{AUDIENCE, Claims, ISSUER, ROLE_ADMIN},
+    jwt::{Claims, ROLE_ADMIN},
     messages::{CreateOrderReplyV1, CreateOrderV1, Order, OrderItem},
-    testing::{TestDatabase, amqp_url, require_broker, unique_queue, wait_until},
+    testing::{
+        TestDatabase, TestIssuer, amqp_url, broker_connection, claims_for, delete_queue,
+        delete_queue_on_drop, queue_counts, require_broker, unique_queue, wait_until,
+    },
 };
-use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
-use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use products::{config::Config, routes::ProductBody, startup::Application};
+use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// The key auth would sign with; its public half is what the JWKS server publishes.
-const SIGNING_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
-MC4CAQAwBQYDK2VwBCIEIOXYo9H4L2jbIBVWqMd0/j8XQ6Euu0Hb814H+8TYv4SS
------END PRIVATE KEY-----
-";
-
-/// A key nobody publishes, for forged tokens.
-pub const FORGER_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
-MC4CAQAwBQYDK2VwBCIEIO8/LQbbYLHAMceCcTiYcL4XULK4PBoqsk8QIET6ZZoR
------END PRIVATE KEY-----
-";
-
-const KEY_ID: &str = "products-test-key";
-
-/// Claims a fresh token would carry for a new user with `roles`.
-pub fn claims(roles: &[&str]) -> Claims {
-    let now = chrono::Utc::now().timestamp();
-    Claims {
-        iss: ISSUER.to_owned(),
-        aud: AUDIENCE.to_owned(),
-        sub: UserId::new(),
-        email: "buyer@example.com".to_owned(),
-        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-        iat: now,
-        exp: now + 900,
-    }
-}
-
-/// A token for `claims` signed with the published key.
-pub fn mint(claims: &Claims) -> String {
-    mint_with(SIGNING_KEY_PEM, claims)
-}
-
-/// A token for `claims` signed with the key in `pem`, under the published key id.
-pub fn mint_with(pem: &str, claims: &Claims) -> String {
-    let key = EncodingKey::from_ed_pem(pem.as_bytes()).expect("test key parses");
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(KEY_ID.to_owned());
-    jsonwebtoken::encode(&header, claims, &key).expect("token signs")
-}
-
-fn jwk_set() -> Value {
-    let key = EncodingKey::from_ed_pem(SIGNING_KEY_PEM.as_bytes()).expect("test key parses");
-    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).expect("public JWK");
-    jwk.common.key_id = Some(KEY_ID.to_owned());
-    json!({ "keys": [jwk] })
-}
-
-/// Serves the test key's JWKS on a free loopback port; returns its URL.
-async fn start_jwks_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the JWKS server");
-    let port = listener.local_addr().unwrap().port();
-    let jwks = web::Data::new(jwk_set());
-    let server = HttpServer::new(move || {
-        App::new().app_data(jwks.clone()).route(
-            "/jwks.json",
-            web::get().to(|jwks: web::Data<Value>| async move {
-                HttpResponse::Ok().json(jwks.get_ref())
-            }),
-        )
-    })
-    .listen(listener)
-    .expect("listen")
-    .workers(1)
-    .disable_signals()
-    .run();
-    tokio::spawn(server);
-    format!("http://127.0.0.1:{port}/jwks.json")
-}
 
 /// A running products service and what it talks to.
 pub struct TestApp {
@@ -101,6 +32,8 @@ pub struct TestApp {
     pub queue: String,
     /// The customer whose token [`TestApp::customer_token`] mints.
     pub customer: Claims,
+    /// Stands in for auth: the app trusts its tokens.
+    pub issuer: TestIssuer,
     pub shutdown: CancellationToken,
     pub server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub db: TestDatabase,
@@ -139,6 +72,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
     let db = TestDatabase::create().await;
     let queue = unique_queue("products-test");
+    let issuer = TestIssuer::start().await;
     let config = Config {
         port: 0,
         database: db.config(),
@@ -148,7 +82,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         },
         rpc_timeout: options.rpc_timeout,
         reply_mode: options.reply_mode,
-        jwks_url: start_jwks_server().await,
+        jwks_url: issuer.jwks_url().to_owned(),
     };
     let shutdown = CancellationToken::new();
     let app = Application::build(config, shutdown.clone())
@@ -160,7 +94,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         address,
         http: reqwest::Client::new(),
         queue,
-        customer: claims(&[]),
+        customer: claims_for(UserId::new(), &[]),
+        issuer,
         shutdown,
         server: Some(server),
         db,
@@ -185,30 +120,70 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// `GET path` without a token.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// `GET path` without a token, read as JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.get(path)
+            .await
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} answers JSON: {e}"))
+    }
+
     pub fn admin_token(&self) -> String {
-        mint(&claims(&[ROLE_ADMIN]))
+        self.issuer.token_for(UserId::new(), &[ROLE_ADMIN])
     }
 
     pub fn customer_token(&self) -> String {
-        mint(&self.customer)
+        self.issuer.token(&self.customer)
     }
 
     /// Adds a product as an admin; panics unless it is created.
     pub async fn create_product(&self, name: &str, price_cents: i64) -> ProductBody {
-        let response = self
-            .http
-            .post(self.url("/products"))
-            .bearer_auth(self.admin_token())
-            .json(&json!({
-                "name": name,
-                "description": format!("{name}, as sold here"),
-                "price_cents": price_cents,
-            }))
-            .send()
-            .await
-            .expect("POST /products");
+        let body = json!({
+            "name": name,
+            "description": format!("{name}, as sold here"),
+            "price_cents": price_cents,
+        });
+        let response = self.post_product(&self.admin_token(), &body).await;
         assert_eq!(response.status(), 201, "creating {name}");
         response.json().await.expect("a product body")
+    }
+
+    /// `POST /products` with `body`, as whoever holds `token`.
+    pub async fn post_product(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/products"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("POST /products")
+    }
+
+    /// `POST path` declared as JSON but carrying `text`, as whoever holds `token`.
+    pub async fn post_raw_json(
+        &self,
+        path: &str,
+        token: &str,
+        text: &'static str,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(text)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
 
     /// `POST /products/buy` as the app's customer.
@@ -240,21 +215,7 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let queue = self.queue.clone();
-        // Quorum queues outlive the test; a thread with its own runtime can remove them even
-        // while the test's runtime is unwinding.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                if let Ok(amqp) = Amqp::try_connect().await {
-                    amqp.delete(&queue).await;
-                }
-            });
-        })
-        .join();
+        delete_queue_on_drop(&self.queue);
     }
 }
 
@@ -266,17 +227,12 @@ pub struct Amqp {
 
 impl Amqp {
     pub async fn connect() -> Self {
-        Self::try_connect().await.expect("connect to RabbitMQ")
-    }
-
-    async fn try_connect() -> lapin::Result<Self> {
-        let connection =
-            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await?;
-        let channel = connection.create_channel().await?;
-        Ok(Self {
+        let connection = broker_connection().await;
+        let channel = connection.create_channel().await.expect("open a channel");
+        Self {
             _connection: connection,
             channel,
-        })
+        }
     }
 
     /// Declares `queue` (and its dead-letter queue) as the orders side would.
@@ -286,32 +242,30 @@ impl Amqp {
             .expect("declare the work queue");
     }
 
-    /// Messages waiting in `queue` and consumers on it, via a passive declare.
+    /// Messages waiting in `queue` and consumers on it.
     pub async fn counts(&self, queue: &str) -> (u32, u32) {
-        let q = self
-            .channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
+        queue_counts(&self.channel, queue)
             .await
-            .expect("the queue exists");
-        (q.message_count(), q.consumer_count())
+            .expect("the queue exists")
     }
 
     /// Removes `queue` and its dead-letter queue; removing a missing queue is not an error.
     pub async fn delete(&self, queue: &str) {
-        for name in [queue.to_owned(), common::amqp::dead_letter_queue(queue)] {
-            let _ = self
-                .channel
-                .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
+        delete_queue(&self.channel, queue).await;
     }
+}
+
+/// Panics unless `response` is a problem+json answer with `status`; returns its body.
+pub async fn assert_problem(response: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.expect("a problem body");
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+    body
 }
 
 /// The order a well-behaved orders service would store for `request`.

@@ -1,5 +1,6 @@
-//! Helpers for integration tests: a fresh database per test, unique queue names, and waiting
-//! on a condition with a deadline. Compiled only with the `testing` feature.
+//! Helpers for integration tests: a fresh database per test, unique queue names, waiting on a
+//! condition with a deadline, a stand-in for auth's token issuer, and a look at the broker's
+//! queues. Compiled only with the `testing` feature.
 
 use std::{future::Future, time::Duration};
 
@@ -7,6 +8,15 @@ use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use uuid::Uuid;
 
 use crate::config::{DatabaseConfig, var_or};
+
+mod broker;
+mod issuer;
+
+pub use broker::{
+    broker_connection, consume_without_acks, delete_queue, delete_queue_on_drop, next_reply,
+    publish, queue_counts, request_properties,
+};
+pub use issuer::{TestIssuer, claims_for};
 
 /// The server-level URL tests use to create and drop their databases.
 pub fn admin_database_url() -> String {
@@ -74,28 +84,38 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime, which cannot be blocked on; a thread with its
-        // own runtime can.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                if let Ok(admin) = Database::connect(&admin_database_url()).await {
-                    let _ = admin
-                        .execute_raw(Statement::from_string(
-                            DbBackend::Postgres,
-                            ["DROP DATABASE IF EXISTS \"", &name, "\" WITH (FORCE)"].concat(),
-                        ))
-                        .await;
-                    let _ = admin.close().await;
-                }
-            });
-        })
-        .join();
+        let name = &self.name;
+        run_detached(async move {
+            if let Ok(admin) = Database::connect(&admin_database_url()).await {
+                let _ = admin
+                    .execute_raw(Statement::from_string(
+                        DbBackend::Postgres,
+                        ["DROP DATABASE IF EXISTS \"", name, "\" WITH (FORCE)"].concat(),
+                    ))
+                    .await;
+                let _ = admin.close().await;
+            }
+        });
     }
+}
+
+/// Runs `work` to completion on a thread of its own with its own runtime. `Drop` runs inside
+/// the test's runtime, which cannot be blocked on; a thread with its own runtime can.
+pub fn run_detached<F>(work: F)
+where
+    F: Future<Output = ()> + Send,
+{
+    std::thread::scope(|scope| {
+        let _ = scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for clean-up")
+                    .block_on(work);
+            })
+            .join();
+    });
 }
 
 /// A queue name no other test uses: `<prefix>.<uuid>`.
@@ -105,16 +125,7 @@ pub fn unique_queue(prefix: &str) -> String {
 
 /// Fails the test, saying how to start RabbitMQ, unless the broker accepts a connection.
 pub async fn require_broker() {
-    let url = amqp_url();
-    match lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await {
-        Ok(conn) => {
-            let _ = conn.close(200, "ok".into()).await;
-        }
-        Err(e) => panic!(
-            "RabbitMQ is not answering at {url} ({e}). Start it with `rabbitmq-server -detached`, \
-             or set AMQP_URL."
-        ),
-    }
+    let _ = broker_connection().await.close(200, "ok".into()).await;
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
