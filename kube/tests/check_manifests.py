@@ -1,0 +1,483 @@
+#!/usr/bin/env python3
+"""Asserts the hardening rules of issue 3 on the rendered Kubernetes overlays.
+
+Renders kube/overlays/prod and kube/overlays/dev with `kubectl kustomize` and checks, on every
+pod template (Deployments, StatefulSets, Jobs, ...):
+  - runAsNonRoot, a non-zero user, allowPrivilegeEscalation false, readOnlyRootFilesystem true,
+    capabilities drop ALL, seccomp RuntimeDefault, automountServiceAccountToken false, no host
+    namespaces or hostPath volumes;
+  - CPU and memory requests and a memory limit on every container;
+  - on the services: startup, readiness (/readyz) and liveness (/healthz) probes, a high UID,
+    MIGRATE_ON_START=false with a migration Job running the same image, and a termination grace
+    period longer than the preStop pause plus SHUTDOWN_TIMEOUT_SECS;
+and on the whole output: no credential as a literal in a ConfigMap or an env value, no Secret
+committed, the JWT signing key reaching auth only (each other Secret only its own workload), the
+restricted Pod Security Standard on the namespace, a default-deny NetworkPolicy, and RabbitMQ
+definitions that match common/src/amqp/topology.rs argument for argument.
+
+Usage: check_manifests.py [--quiet] [--kube-dir DIR] [--repo-root DIR] [OVERLAY ...]
+Prints one line per check (--quiet: only the failures) and ends with "N passed, M failed";
+exits 1 when any failed.
+Needs kubectl (with its built-in kustomize) and PyYAML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+SERVICES = ("auth", "products", "orders")
+NAMESPACE = "shop"
+POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
+JWT_SECRET = "auth-jwt-key"
+# Which workloads may reference which operator-created Secret; any other reference fails.
+SECRET_READERS = {
+    JWT_SECRET: {("Deployment", "auth")},
+    "auth-credentials": {("Deployment", "auth"), ("Job", "auth-migrate")},
+    "products-credentials": {("Deployment", "products"), ("Job", "products-migrate")},
+    "orders-credentials": {("Deployment", "orders"), ("Job", "orders-migrate")},
+    "postgres-credentials": {("StatefulSet", "postgres")},
+    "rabbitmq-users": {("StatefulSet", "rabbitmq")},
+}
+# A URL with a password in it: scheme://user:password@host.
+URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]*:[^@\s]*@")
+CREDENTIAL_WORDS = {"PASSWORD", "PASSWD", "PASS", "PWD", "SECRET", "TOKEN", "KEY", "CREDENTIALS", "APIKEY"}
+# Names with these endings carry a path or a duration next to a credential word, not the
+# credential itself (JWT_PRIVATE_KEY_FILE, TOKEN_TTL_SECS).
+NON_CREDENTIAL_SUFFIXES = ("_FILE", "_PATH", "_DIR", "_SECS", "_MS", "_TTL")
+
+
+class Report:
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name: str, ok: bool, detail: str = "") -> bool:
+        if ok:
+            self.passed += 1
+            if not self.quiet:
+                print(f"ok   {name}")
+        else:
+            self.failed += 1
+            print(f"FAIL {name}{': ' + detail if detail else ''}")
+        return ok
+
+
+def render(kube_dir: Path, overlay: str) -> list[dict]:
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(kube_dir / "overlays" / overlay)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def name_of(obj: dict) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def pod_spec(obj: dict) -> dict | None:
+    kind = obj["kind"]
+    if kind not in POD_KINDS:
+        return None
+    if kind == "Pod":
+        return obj["spec"]
+    if kind == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return obj["spec"]["template"]["spec"]
+
+
+def containers(spec: dict) -> list[dict]:
+    return spec.get("initContainers", []) + spec.get("containers", [])
+
+
+def effective(spec: dict, container: dict, key: str):
+    """A security setting as it applies to the container: its own, else the pod's."""
+    own = (container.get("securityContext") or {}).get(key)
+    return own if own is not None else (spec.get("securityContext") or {}).get(key)
+
+
+def is_credential_name(name: str) -> bool:
+    upper = name.upper()
+    if upper.endswith(NON_CREDENTIAL_SUFFIXES):
+        return False
+    return any(word in CREDENTIAL_WORDS for word in re.split(r"[^A-Z0-9]+", upper))
+
+
+def literal_credential(name: str, value) -> str | None:
+    """Why `name: value` looks like a credential written in the clear, or None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    if URL_WITH_PASSWORD.search(value):
+        return "a URL with a password"
+    if "PRIVATE KEY-----" in value:
+        return "a private key"
+    if is_credential_name(name):
+        return "a credential-like name with a literal value"
+    return None
+
+
+def env_literals(spec: dict) -> dict[str, str]:
+    return {
+        env["name"]: env["value"]
+        for c in containers(spec)
+        for env in c.get("env", [])
+        if "value" in env
+    }
+
+
+def config_of(objs: list[dict], spec: dict, container: dict) -> dict[str, str]:
+    """The environment a container gets from its ConfigMaps and literal values."""
+    maps = {o["metadata"]["name"]: o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef")
+        if ref:
+            env.update(maps.get(ref["name"], {}))
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+    return env
+
+
+def secret_references(spec: dict) -> set[str]:
+    names = set()
+    for volume in spec.get("volumes", []):
+        if "secret" in volume:
+            names.add(volume["secret"]["secretName"])
+        for source in (volume.get("projected") or {}).get("sources", []):
+            if "secret" in source:
+                names.add(source["secret"]["name"])
+    for c in containers(spec):
+        for env in c.get("env", []):
+            ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                names.add(ref["name"])
+        for source in c.get("envFrom", []):
+            if "secretRef" in source:
+                names.add(source["secretRef"]["name"])
+    if spec.get("imagePullSecrets"):
+        names.update(s["name"] for s in spec["imagePullSecrets"])
+    return names
+
+
+def check_pod(r: Report, where: str, obj: dict, spec: dict) -> None:
+    r.check(f"{where}: automountServiceAccountToken is false",
+            spec.get("automountServiceAccountToken") is False)
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        r.check(f"{where}: no {key}", not spec.get(key))
+    host_paths = [v["name"] for v in spec.get("volumes", []) if "hostPath" in v]
+    r.check(f"{where}: no hostPath volumes", not host_paths, ", ".join(host_paths))
+    for c in containers(spec):
+        at = f"{where} container {c['name']}"
+        sc = c.get("securityContext") or {}
+        user = effective(spec, c, "runAsUser")
+        r.check(f"{at}: runAsNonRoot", effective(spec, c, "runAsNonRoot") is True)
+        r.check(f"{at}: runs as a non-zero user", isinstance(user, int) and user > 0, f"runAsUser={user}")
+        r.check(f"{at}: allowPrivilegeEscalation is false", sc.get("allowPrivilegeEscalation") is False)
+        r.check(f"{at}: readOnlyRootFilesystem", sc.get("readOnlyRootFilesystem") is True)
+        r.check(f"{at}: not privileged", not sc.get("privileged"))
+        caps = sc.get("capabilities") or {}
+        r.check(f"{at}: capabilities drop ALL", "ALL" in (caps.get("drop") or []))
+        r.check(f"{at}: adds no capability", not caps.get("add"), str(caps.get("add")))
+        seccomp = effective(spec, c, "seccompProfile") or {}
+        r.check(f"{at}: seccomp RuntimeDefault", seccomp.get("type") == "RuntimeDefault", str(seccomp))
+        resources = c.get("resources") or {}
+        requests = resources.get("requests") or {}
+        r.check(f"{at}: CPU and memory requests", "cpu" in requests and "memory" in requests, str(requests))
+        r.check(f"{at}: memory limit", "memory" in (resources.get("limits") or {}))
+
+
+def probe_path(container: dict, probe: str) -> str | None:
+    return ((container.get(probe) or {}).get("httpGet") or {}).get("path")
+
+
+def pre_stop_seconds(container: dict) -> int:
+    pre_stop = (container.get("lifecycle") or {}).get("preStop") or {}
+    if "sleep" in pre_stop:
+        return int(pre_stop["sleep"]["seconds"])
+    return 0
+
+
+def check_service(r: Report, where: str, objs: list[dict], deployment: dict) -> None:
+    spec = deployment["spec"]["template"]["spec"]
+    svc = deployment["metadata"]["name"]
+    main = next((c for c in spec["containers"] if c["name"] == svc), None)
+    if not r.check(f"{where}: has a container named {svc}", main is not None):
+        return
+    r.check(f"{where}: startup probe", "startupProbe" in main)
+    r.check(f"{where}: readiness probe on /readyz", probe_path(main, "readinessProbe") == "/readyz")
+    r.check(f"{where}: liveness probe on /healthz", probe_path(main, "livenessProbe") == "/healthz")
+    user = effective(spec, main, "runAsUser")
+    r.check(f"{where}: runs as a high UID (>= 10000)", isinstance(user, int) and user >= 10000, f"runAsUser={user}")
+    env = config_of(objs, spec, main)
+    r.check(f"{where}: MIGRATE_ON_START=false", env.get("MIGRATE_ON_START") == "false",
+            f"MIGRATE_ON_START={env.get('MIGRATE_ON_START')}")
+    shutdown = int(env.get("SHUTDOWN_TIMEOUT_SECS", "20"))
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    pause = pre_stop_seconds(main)
+    r.check(f"{where}: terminationGracePeriodSeconds ({grace}) > preStop ({pause}) + SHUTDOWN_TIMEOUT_SECS ({shutdown})",
+            grace > pause + shutdown)
+    spread = spec.get("topologySpreadConstraints") or []
+    r.check(f"{where}: spread across nodes",
+            any(t.get("topologyKey") == "kubernetes.io/hostname" for t in spread))
+    for key, value in env.items():
+        if key.endswith("_FILE"):
+            r.check(f"{where}: {key} is a path", value.startswith("/"), value)
+
+    jobs = [o for o in objs if o["kind"] == "Job"
+            and any("migrate" in (c.get("args") or []) for c in o["spec"]["template"]["spec"]["containers"])
+            and o["spec"]["template"]["metadata"].get("labels", {}).get("app.kubernetes.io/name") == svc]
+    if r.check(f"{where}: one migration Job", len(jobs) == 1, f"found {len(jobs)}"):
+        job_image = jobs[0]["spec"]["template"]["spec"]["containers"][0]["image"]
+        r.check(f"{where}: migration Job runs the service's image", job_image == main["image"],
+                f"{job_image} != {main['image']}")
+    for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        found = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == svc]
+        r.check(f"{where}: has a {kind}", len(found) == 1)
+    hpa = [o for o in objs if o["kind"] == "HorizontalPodAutoscaler" and o["metadata"]["name"] == svc]
+    if hpa:
+        r.check(f"{where}: HPA is autoscaling/v2", hpa[0]["apiVersion"] == "autoscaling/v2")
+
+
+def check_jwt_key(r: Report, objs: list[dict], overlay: str) -> None:
+    auth = next((o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "auth"), None)
+    if not r.check(f"{overlay}: auth Deployment exists", auth is not None):
+        return
+    spec = auth["spec"]["template"]["spec"]
+    volumes = [v["name"] for v in spec.get("volumes", [])
+               if (v.get("secret") or {}).get("secretName") == JWT_SECRET]
+    main = next(c for c in spec["containers"] if c["name"] == "auth")
+    mounts = [m["mountPath"] for m in main.get("volumeMounts", []) if m["name"] in volumes]
+    key_file = config_of(objs, spec, main).get("JWT_PRIVATE_KEY_FILE", "")
+    r.check(f"{overlay}: auth mounts {JWT_SECRET} read-only",
+            bool(mounts) and all(m.get("readOnly") for m in main["volumeMounts"] if m["name"] in volumes))
+    r.check(f"{overlay}: JWT_PRIVATE_KEY_FILE ({key_file}) lies in the mounted key",
+            any(key_file.startswith(m.rstrip("/") + "/") for m in mounts))
+
+
+def check_secrets(r: Report, objs: list[dict], overlay: str) -> None:
+    committed = [name_of(o) for o in objs if o["kind"] == "Secret"]
+    r.check(f"{overlay}: no Secret is part of the manifests", not committed, ", ".join(committed))
+    for obj in objs:
+        spec = pod_spec(obj)
+        if spec is None:
+            continue
+        for secret in sorted(secret_references(spec)):
+            readers = SECRET_READERS.get(secret)
+            if readers is None:
+                r.check(f"{overlay} {name_of(obj)}: references only known Secrets", False, secret)
+            else:
+                r.check(f"{overlay} {name_of(obj)}: may read Secret {secret}",
+                        (obj["kind"], obj["metadata"]["name"]) in readers,
+                        f"only {sorted(n for _, n in readers)} may")
+
+
+def check_literals(r: Report, objs: list[dict], overlay: str) -> None:
+    for obj in objs:
+        if obj["kind"] == "ConfigMap":
+            for key, value in (obj.get("data") or {}).items():
+                found = literal_credential(key, value)
+                r.check(f"{overlay} {name_of(obj)}: {key} holds no credential", found is None, found or "")
+        spec = pod_spec(obj)
+        if spec is not None:
+            for key, value in env_literals(spec).items():
+                found = literal_credential(key, value)
+                r.check(f"{overlay} {name_of(obj)}: env {key} holds no credential", found is None, found or "")
+
+
+def check_namespace(r: Report, objs: list[dict], overlay: str) -> None:
+    ns = [o for o in objs if o["kind"] == "Namespace"]
+    labels = ns[0]["metadata"].get("labels", {}) if ns else {}
+    r.check(f"{overlay}: namespace enforces the restricted Pod Security Standard",
+            labels.get("pod-security.kubernetes.io/enforce") == "restricted")
+    stray = [name_of(o) for o in objs if o["kind"] != "Namespace" and o["metadata"].get("namespace") != NAMESPACE]
+    r.check(f"{overlay}: every object is in namespace {NAMESPACE}", not stray, ", ".join(stray))
+    accounts = [o for o in objs if o["kind"] == "ServiceAccount"]
+    r.check(f"{overlay}: every ServiceAccount disables token automount",
+            all(o.get("automountServiceAccountToken") is False for o in accounts))
+
+
+def check_network_policies(r: Report, objs: list[dict], overlay: str) -> None:
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    deny = [p for p in policies
+            if p["spec"].get("podSelector") == {}
+            and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+            and not p["spec"].get("ingress") and not p["spec"].get("egress")]
+    r.check(f"{overlay}: a default-deny NetworkPolicy for ingress and egress", len(deny) == 1)
+    management = [name_of(p) for p in policies
+                  for rule in p["spec"].get("ingress", []) + p["spec"].get("egress", [])
+                  for port in rule.get("ports", []) if port.get("port") in (15672, "management")]
+    r.check(f"{overlay}: no NetworkPolicy opens the RabbitMQ management port", not management)
+    services = [o for o in objs if o["kind"] == "Service"]
+    exposed = [name_of(s) for s in services
+               if s["spec"].get("type", "ClusterIP") != "ClusterIP"
+               or any(p.get("port") == 15672 or p.get("targetPort") in (15672, "management")
+                      for p in s["spec"]["ports"])]
+    r.check(f"{overlay}: only ClusterIP Services, none for the management UI", not exposed, ", ".join(exposed))
+
+
+def check_ingress(r: Report, objs: list[dict], overlay: str) -> None:
+    ingresses = [o for o in objs if o["kind"] == "Ingress"]
+    if not r.check(f"{overlay}: one Ingress", len(ingresses) == 1):
+        return
+    spec = ingresses[0]["spec"]
+    r.check(f"{overlay}: Ingress has a class", bool(spec.get("ingressClassName")))
+    r.check(f"{overlay}: Ingress terminates TLS from a Secret",
+            bool(spec.get("tls")) and all(t.get("secretName") for t in spec["tls"]))
+    routes = {p["path"]: p["backend"]["service"]["name"]
+              for rule in spec["rules"] for p in rule["http"]["paths"]}
+    r.check(f"{overlay}: Ingress routes /auth, /products, /orders to their services",
+            routes == {f"/{s}": s for s in SERVICES}, str(routes))
+
+
+def expected_queues(topology_rs: str, queue: str) -> dict[str, dict]:
+    """The arguments declare_work_queue passes, read from its source."""
+    limit = re.search(r"const DELIVERY_LIMIT: i32 = (\d+);", topology_rs)
+    if not limit:
+        raise ValueError("DELIVERY_LIMIT not found")
+    names = {"dlq_args": f"{queue}.dlq", "args": queue}
+    queues: dict[str, dict] = {n: {} for n in names.values()}
+    inserts = re.findall(r"(\w+)\.insert\(\s*\"([^\"]+)\"\.into\(\),\s*(.+?)\);\s*$", topology_rs, re.M | re.S)
+    if not inserts:
+        raise ValueError("no argument insertions found")
+    for table, key, value in inserts:
+        if table not in names:
+            raise ValueError(f"arguments inserted into unknown table {table}")
+        value = " ".join(value.split()).rstrip(",").strip()
+        if m := re.fullmatch(r'text\("([^"]*)"\)', value):
+            parsed = m.group(1)
+        elif value == "text(&dlq)":
+            parsed = f"{queue}.dlq"
+        elif value == "AMQPValue::LongInt(DELIVERY_LIMIT)":
+            parsed = int(limit.group(1))
+        else:
+            raise ValueError(f"cannot read the value of {key}: {value}")
+        queues[names[table]][key] = parsed
+    return queues
+
+
+def check_rabbitmq_definitions(r: Report, objs: list[dict], overlay: str, repo_root: Path) -> None:
+    maps = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("rabbitmq-definitions")]
+    if not r.check(f"{overlay}: rabbitmq-definitions ConfigMap exists", len(maps) == 1):
+        return
+    data = maps[0]["data"]
+    queues = {q["name"]: q for q in json.loads(data["20-queues.json"])["queues"]}
+    order_queues = {
+        value for o in objs if o["kind"] == "ConfigMap"
+        for key, value in (o.get("data") or {}).items() if key == "ORDER_QUEUE"
+    }
+    r.check(f"{overlay}: products and orders agree on ORDER_QUEUE", len(order_queues) == 1, str(order_queues))
+    queue = next(iter(order_queues), "ORDER")
+    try:
+        expected = expected_queues((repo_root / "common/src/amqp/topology.rs").read_text(), queue)
+    except (OSError, ValueError) as e:
+        r.check(f"{overlay}: read the queue arguments from common/src/amqp/topology.rs", False, str(e))
+        return
+    for name, arguments in expected.items():
+        defined = queues.get(name)
+        if not r.check(f"{overlay}: RabbitMQ definitions declare queue {name}", defined is not None):
+            continue
+        r.check(f"{overlay}: queue {name} is durable, not auto-delete, in vhost /",
+                defined.get("durable") is True and defined.get("auto_delete") is False and defined.get("vhost") == "/")
+        r.check(f"{overlay}: queue {name} has exactly the arguments of topology.rs",
+                defined.get("arguments") == arguments, f"{defined.get('arguments')} != {arguments}")
+    permissions = {p["user"]: p for p in json.loads(data["30-permissions.json"])["permissions"]}
+    allowed = {
+        # (user, permission, resource, expected)
+        ("products", "configure", queue, True),
+        ("products", "configure", f"{queue}.dlq", True),
+        ("products", "configure", "amq.gen-Xy12", True),
+        ("products", "read", "amq.gen-Xy12", True),
+        ("products", "read", queue, False),
+        ("products", "write", "amq.default", True),
+        ("products", "configure", "other", False),
+        ("orders", "configure", queue, True),
+        ("orders", "configure", f"{queue}.dlq", True),
+        ("orders", "read", queue, True),
+        ("orders", "read", f"{queue}.dlq", False),
+        ("orders", "write", "amq.default", True),
+        ("orders", "configure", "amq.gen-Xy12", False),
+    }
+    for user, permission, resource, expect in sorted(allowed):
+        pattern = (permissions.get(user) or {}).get(permission)
+        granted = pattern is not None and re.search(pattern, resource) is not None
+        verb = "may" if expect else "may not"
+        r.check(f"{overlay}: RabbitMQ user {user} {verb} {permission} {resource}", granted == expect, f"pattern {pattern!r}")
+
+
+def check_postgres_init(r: Report, objs: list[dict], overlay: str, repo_root: Path) -> None:
+    maps = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("postgres-init")]
+    source = repo_root / "deploy/postgres-init/10-service-databases.sh"
+    if not r.check(f"{overlay}: postgres-init ConfigMap exists", len(maps) == 1):
+        return
+    script = maps[0]["data"].get("10-service-databases.sh")
+    r.check(f"{overlay}: postgres-init is the same script as {source.relative_to(repo_root)}",
+            source.is_file() and script == source.read_text())
+
+
+def check_overlay(r: Report, kube_dir: Path, repo_root: Path, overlay: str) -> None:
+    objs = render(kube_dir, overlay)
+    for obj in objs:
+        spec = pod_spec(obj)
+        if spec is not None:
+            check_pod(r, f"{overlay} {name_of(obj)}", obj, spec)
+    for svc in SERVICES:
+        deployments = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == svc]
+        if r.check(f"{overlay}: Deployment {svc} exists", len(deployments) == 1):
+            check_service(r, f"{overlay} Deployment/{svc}", objs, deployments[0])
+    if overlay == "prod":
+        for svc in SERVICES:
+            deployment = next((o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == svc), {})
+            hpa = next((o for o in objs if o["kind"] == "HorizontalPodAutoscaler" and o["metadata"]["name"] == svc), {})
+            replicas = (deployment.get("spec") or {}).get("replicas")
+            r.check(f"prod: {svc} runs 2 replicas", replicas == 2, f"replicas={replicas}")
+            r.check(f"prod: {svc} autoscales from at least 2",
+                    (hpa.get("spec") or {}).get("minReplicas", 0) >= 2)
+    for name in ("postgres", "rabbitmq"):
+        sets = [o for o in objs if o["kind"] == "StatefulSet" and o["metadata"]["name"] == name]
+        r.check(f"{overlay}: StatefulSet {name} keeps its data on a PersistentVolumeClaim",
+                len(sets) == 1 and bool(sets[0]["spec"].get("volumeClaimTemplates")))
+    check_jwt_key(r, objs, overlay)
+    check_secrets(r, objs, overlay)
+    check_literals(r, objs, overlay)
+    check_namespace(r, objs, overlay)
+    check_network_policies(r, objs, overlay)
+    check_ingress(r, objs, overlay)
+    check_rabbitmq_definitions(r, objs, overlay, repo_root)
+    check_postgres_init(r, objs, overlay, repo_root)
+
+
+def main() -> int:
+    here = Path(__file__).resolve().parent
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quiet", action="store_true", help="print only the failures and the count")
+    parser.add_argument("--kube-dir", type=Path, default=here.parent)
+    parser.add_argument("--repo-root", type=Path)
+    parser.add_argument("overlays", nargs="*", default=["prod", "dev"])
+    args = parser.parse_args()
+    repo_root = args.repo_root or args.kube_dir.resolve().parent
+
+    r = Report(args.quiet)
+    for overlay in args.overlays:
+        try:
+            check_overlay(r, args.kube_dir, repo_root, overlay)
+        except subprocess.CalledProcessError as e:
+            r.check(f"{overlay}: kubectl kustomize renders it", False, e.stderr.strip())
+        except (KeyError, TypeError) as e:
+            r.check(f"{overlay}: manifests have the expected shape", False, f"missing {e}")
+    print(f"{r.passed} passed, {r.failed} failed")
+    return 1 if r.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
