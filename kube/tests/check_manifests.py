@@ -415,14 +415,9 @@ def check_rabbitmq_definitions(r: Report, objs: list[dict], overlay: str, repo_r
         r.check(f"{overlay}: RabbitMQ user {user} {verb} {permission} {resource}", granted == expect, f"pattern {pattern!r}")
 
 
-def check_postgres_init(r: Report, objs: list[dict], overlay: str, repo_root: Path) -> None:
+def check_postgres_init(r: Report, objs: list[dict], overlay: str) -> None:
     maps = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("postgres-init")]
-    source = repo_root / "deploy/postgres-init/10-service-databases.sh"
-    if not r.check(f"{overlay}: postgres-init ConfigMap exists", len(maps) == 1):
-        return
-    script = maps[0]["data"].get("10-service-databases.sh")
-    r.check(f"{overlay}: postgres-init is the same script as {source.relative_to(repo_root)}",
-            source.is_file() and script == source.read_text())
+    r.check(f"{overlay}: postgres-init ConfigMap exists", len(maps) == 1)
 
 
 def check_overlay(r: Report, kube_dir: Path, repo_root: Path, overlay: str) -> None:
@@ -454,7 +449,7 @@ def check_overlay(r: Report, kube_dir: Path, repo_root: Path, overlay: str) -> N
     check_network_policies(r, objs, overlay)
     check_ingress(r, objs, overlay)
     check_rabbitmq_definitions(r, objs, overlay, repo_root)
-    check_postgres_init(r, objs, overlay, repo_root)
+    check_postgres_init(r, objs, overlay)
 
 
 def main() -> int:
