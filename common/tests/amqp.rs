@@ -12,13 +12,13 @@ use std::{
 
 use common::{
     amqp::{
-        Broker, CallOptions, HEADER_DEADLINE_MS, HEADER_REQUEST_ID, Incoming, Outcome, ReplyMode,
-        RpcClient, RpcError, dead_letter_queue,
+        Broker, CallOptions, DELIVERY_LIMIT, HEADER_DEADLINE_MS, HEADER_REQUEST_ID, Incoming,
+        Outcome, ReplyMode, RpcClient, RpcError, dead_letter_queue,
     },
     testing::{unique_queue, wait_until},
 };
 use futures::future::join_all;
-use support::{Echo, EchoReply, Raw, Seen, connected_broker, echo_server, serve_with};
+use support::{Echo, EchoReply, Raw, Seen, Server, connected_broker, echo_server, serve_with};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -279,23 +279,25 @@ async fn a_request_past_its_deadline_is_dropped_without_being_handled() {
     raw.delete_work_queue(&queue).await;
 }
 
-#[tokio::test]
-async fn a_request_the_handler_retries_is_redelivered_and_then_answered() {
-    let (broker, _shutdown) = connected_broker().await;
-    let raw = Raw::connect().await;
-    let queue = unique_queue("test.rpc");
-    raw.declare_work_queue(&queue).await;
-    let seen = Seen::default();
-    let log = seen.clone();
-    let _server = serve_with(&broker, &queue, 4, move |incoming: Incoming<Echo>| {
-        let log = log.clone();
+/// A handler that asks to retry its first `failures` attempts of every request, then echoes.
+fn flaky_server(
+    broker: &Broker,
+    queue: &str,
+    prefetch: u16,
+    failures: usize,
+    seen: Seen,
+) -> Server {
+    serve_with(broker, queue, prefetch, move |incoming: Incoming<Echo>| {
+        let seen = seen.clone();
         async move {
-            let first_time = {
-                let mut log = log.lock().unwrap();
-                log.push((incoming.request.n, incoming.redelivered));
-                log.len() == 1
+            let attempts = {
+                let mut seen = seen.lock().unwrap();
+                seen.push((incoming.request.n, incoming.redelivered));
+                seen.iter()
+                    .filter(|(n, _)| *n == incoming.request.n)
+                    .count()
             };
-            if first_time {
+            if attempts <= failures {
                 Outcome::Retry(anyhow::anyhow!("the database is down"))
             } else {
                 Outcome::Reply(EchoReply {
@@ -303,12 +305,108 @@ async fn a_request_the_handler_retries_is_redelivered_and_then_answered() {
                 })
             }
         }
-    });
-    let client = client(&broker, &queue, ReplyMode::PerRequest, PATIENT);
+    })
+}
+
+#[tokio::test]
+async fn a_request_retried_more_often_than_the_delivery_limit_is_answered_without_redelivery() {
+    let (broker, _shutdown) = connected_broker().await;
+    let raw = Raw::connect().await;
+    let queue = unique_queue("test.rpc");
+    raw.declare_work_queue(&queue).await;
+    let failures = usize::try_from(DELIVERY_LIMIT).unwrap() + 1;
+    let seen = Seen::default();
+    let _server = flaky_server(&broker, &queue, 4, failures, seen.clone());
+    // The pauses between attempts add up to about eleven seconds.
+    let client = client(&broker, &queue, ReplyMode::PerRequest, 3 * PATIENT);
 
     assert_eq!(echo(&client, 5).await.expect("a reply"), EchoReply { n: 5 });
 
-    assert_eq!(*seen.lock().unwrap(), vec![(5, false), (5, true)]);
+    assert_eq!(*seen.lock().unwrap(), vec![(5, false); failures + 1]);
+    assert_eq!(raw.message_count(&dead_letter_queue(&queue)).await, 0);
+    assert_eq!(raw.message_count(&queue).await, 0);
+    raw.delete_work_queue(&queue).await;
+}
+
+#[tokio::test]
+async fn a_request_still_retried_at_its_deadline_is_dropped_unanswered() {
+    let (broker, _shutdown) = connected_broker().await;
+    let raw = Raw::connect().await;
+    let queue = unique_queue("test.rpc");
+    raw.declare_work_queue(&queue).await;
+    let (replies, reply_to) = raw.reply_queue().await;
+    let mut headers = lapin::types::FieldTable::default();
+    let in_a_second = chrono::Utc::now().timestamp_millis() + 1000;
+    headers.insert(
+        HEADER_DEADLINE_MS.into(),
+        lapin::types::AMQPValue::LongLongInt(in_a_second),
+    );
+    raw.publish(
+        &queue,
+        br#"{"n": 1}"#,
+        support::request_properties("doomed", &reply_to).with_headers(headers),
+    )
+    .await;
+    let seen = Seen::default();
+    let log = seen.clone();
+    // Prefetch 1: the next request is delivered only once the doomed one is settled.
+    let _server = serve_with(&broker, &queue, 1, move |incoming: Incoming<Echo>| {
+        let log = log.clone();
+        async move {
+            let n = incoming.request.n;
+            log.lock().unwrap().push((n, incoming.redelivered));
+            if n == 1 {
+                Outcome::Retry(anyhow::anyhow!("the database is down"))
+            } else {
+                Outcome::Reply(EchoReply { n })
+            }
+        }
+    });
+    let client = client(&broker, &queue, ReplyMode::Direct, PATIENT);
+
+    assert_eq!(echo(&client, 2).await.expect("a reply"), EchoReply { n: 2 });
+
+    let tries = seen.lock().unwrap().clone();
+    let (last, doomed) = tries.split_last().unwrap();
+    assert_eq!(*last, (2, false));
+    assert!(doomed.len() >= 2, "retried before its deadline: {tries:?}");
+    assert!(doomed.iter().all(|&try_| try_ == (1, false)), "{tries:?}");
+    assert!(
+        Raw::get(&replies, &reply_to).await.is_none(),
+        "no reply to the request that ran out of time"
+    );
+    assert_eq!(raw.message_count(&queue).await, 0);
+    assert_eq!(raw.message_count(&dead_letter_queue(&queue)).await, 0);
+    raw.delete_work_queue(&queue).await;
+}
+
+#[tokio::test]
+async fn a_request_being_retried_at_shutdown_is_requeued_for_another_consumer() {
+    let (broker, _shutdown) = connected_broker().await;
+    let raw = Raw::connect().await;
+    let queue = unique_queue("test.rpc");
+    raw.declare_work_queue(&queue).await;
+    let failing = Seen::default();
+    let first = flaky_server(&broker, &queue, 4, usize::MAX, failing.clone());
+    let client = client(&broker, &queue, ReplyMode::PerRequest, 3 * PATIENT);
+    let call = tokio::spawn(async move { echo(&client, 9).await });
+    wait_until(PATIENT, "the request to be retried", || async {
+        (failing.lock().unwrap().len() >= 2).then_some(())
+    })
+    .await;
+
+    first.shutdown.cancel();
+    tokio::time::timeout(PATIENT, first.handle)
+        .await
+        .expect("serve returns soon after shutdown")
+        .unwrap()
+        .expect("serve returns Ok");
+    let seen = Seen::default();
+    let _second = echo_server(&broker, &queue, 4, seen.clone());
+
+    assert_eq!(call.await.unwrap().expect("a reply"), EchoReply { n: 9 });
+    assert_eq!(*seen.lock().unwrap(), vec![(9, true)]);
+    assert_eq!(raw.message_count(&dead_letter_queue(&queue)).await, 0);
     raw.delete_work_queue(&queue).await;
 }
 
@@ -501,4 +599,81 @@ async fn serve_gives_up_when_the_queue_exists_with_other_arguments() {
     let error = format!("{:#}", result.expect_err("an error"));
     assert!(error.contains("PRECONDITION_FAILED"), "{error}");
     raw.delete_work_queue(&queue).await;
+}
+
+/// A TCP relay to RabbitMQ that can be frozen: the sockets stay open but nothing more is
+/// forwarded, as with a broker that has gone silent.
+struct FreezableRelay {
+    url: String,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezableRelay {
+    async fn start() -> Self {
+        use std::sync::{Arc, atomic::AtomicBool};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let flag = frozen.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect("127.0.0.1:5672").await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(forward(cr, sw, flag.clone()));
+                tokio::spawn(forward(sr, cw, flag.clone()));
+            }
+        });
+        Self {
+            url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+            frozen,
+        }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            // Hold both sockets open and say nothing, like a broker that stopped answering.
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn closing_the_broker_returns_even_when_rabbitmq_stops_answering() {
+    common::testing::require_broker().await;
+    let relay = FreezableRelay::start().await;
+    let shutdown = CancellationToken::new();
+    let broker = Broker::start(relay.url.clone(), shutdown.clone());
+    assert!(broker.wait_connected(Duration::from_secs(10)).await);
+    relay.freeze();
+    shutdown.cancel();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(
+        common::amqp::CLOSE_TIMEOUT + Duration::from_secs(2),
+        broker.close(),
+    )
+    .await
+    .expect("Broker::close must give up on a silent broker");
+    assert!(started.elapsed() >= common::amqp::CLOSE_TIMEOUT - Duration::from_millis(100));
 }

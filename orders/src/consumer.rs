@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use common::{
-    amqp::{Broker, Incoming, Outcome},
+    amqp::{Broker, Hooks, Incoming, Outcome},
     messages::{CreateOrderReplyV1, CreateOrderV1},
     problem::Problem,
 };
@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     domain::NewOrder,
+    failpoint,
     store::{self, Inserted},
 };
 
@@ -22,7 +23,10 @@ pub async fn run(
     db: DatabaseConnection,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    common::amqp::serve::<CreateOrderV1, _, _>(
+    let hooks = Hooks {
+        after_reply: Some(|| failpoint::hit(failpoint::Point::AfterReply)),
+    };
+    common::amqp::serve_with_hooks::<CreateOrderV1, _, _>(
         broker,
         queue,
         prefetch,
@@ -30,6 +34,7 @@ pub async fn run(
             let db = db.clone();
             async move { create_order(&db, incoming).await }
         },
+        hooks,
         shutdown,
     )
     .await
@@ -48,7 +53,11 @@ pub async fn create_order(
             return Outcome::Reply(CreateOrderReplyV1::Problem(reason.into()));
         }
     };
-    match store::insert_order(db, &new).await {
+    let inserted = store::insert_order(db, &new).await;
+    if inserted.is_ok() {
+        failpoint::hit(failpoint::Point::AfterCommit);
+    }
+    match inserted {
         Ok(Inserted::Created(order)) => {
             tracing::info!(order_id = %order.id, total_cents = order.total_cents, "order created");
             Outcome::Reply(CreateOrderReplyV1::Order(order))

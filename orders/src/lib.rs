@@ -6,6 +6,7 @@ pub mod consumer;
 pub mod domain;
 pub mod entity;
 pub mod error;
+pub mod failpoint;
 pub mod migration;
 pub mod routes;
 pub mod startup;

@@ -103,6 +103,7 @@ where
             return Err(DbErr::Custom("an order insert had no row".to_owned()));
         }
     };
+    crate::failpoint::hit(crate::failpoint::Point::BeforeCommit);
     txn.commit().await?;
     Ok(outcome)
 }

@@ -16,6 +16,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// lapin sends no event when the server closes a connection cleanly, so the supervisor also
 /// looks at the connection's state this often.
 const STATUS_POLL: Duration = Duration::from_millis(500);
+/// How long [`Broker::close`] waits for the broker to confirm the close; a broker that has
+/// gone silent must not keep the process from exiting.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One established connection and the generation number it was published under.
 #[derive(Clone)]
@@ -89,14 +92,23 @@ impl Broker {
             .map(|live| live.connection)
     }
 
-    /// Stops reconnecting and closes the current connection gracefully. Call it last, once
+    /// Stops reconnecting and closes the current connection gracefully, waiting at most
+    /// [`CLOSE_TIMEOUT`] for the broker to confirm. Call it last, once
     /// every consumer loop and client call has finished; until then the connection is kept.
     pub async fn close(&self) {
         self.stop.cancel();
-        if let Some(connection) = self.connection()
-            && let Err(e) = connection.close(200, "shutting down".into()).await
+        let Some(connection) = self.connection() else {
+            return;
+        };
+        match tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "shutting down".into()))
+            .await
         {
-            tracing::debug!(error = %e, "closing the AMQP connection failed");
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "closing the AMQP connection failed"),
+            Err(_) => tracing::warn!(
+                timeout_ms = CLOSE_TIMEOUT.as_millis() as u64,
+                "the broker did not confirm the close in time; leaving the connection"
+            ),
         }
     }
 

@@ -17,9 +17,9 @@ mod client;
 mod server;
 mod topology;
 
-pub use broker::Broker;
+pub use broker::{Broker, CLOSE_TIMEOUT};
 pub use client::RpcClient;
-pub use server::serve;
+pub use server::{Hooks, serve, serve_with_hooks};
 pub use topology::{DELIVERY_LIMIT, dead_letter_queue, declare_reply_queue, declare_work_queue};
 
 /// The `content_type` of every request and reply.
@@ -105,7 +105,9 @@ pub struct Incoming<R> {
 pub enum Outcome<T> {
     /// Send this reply, then ack.
     Reply(T),
-    /// A transient failure (database down): requeue after a pause, do not dead-letter.
+    /// A transient failure (database down): keep the delivery and run the handler again after
+    /// a growing pause, until it replies, the request's deadline passes, or shutdown (then it
+    /// is requeued). Never dead-lettered.
     Retry(anyhow::Error),
 }
 

@@ -24,9 +24,10 @@ use super::{
     declare_work_queue, now_epoch_ms,
 };
 
-/// How long a request the handler asked to retry waits before it is requeued, so a database
-/// outage is not turned into a hot redelivery loop.
-const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// First pause before running the handler again after it asked to retry.
+const RETRY_START: Duration = Duration::from_millis(200);
+/// Longest such pause: a database back from an outage is noticed within this.
+const RETRY_MAX: Duration = Duration::from_secs(5);
 /// First pause before subscribing again after the consumer stopped or could not start.
 const RESUBSCRIBE_START: Duration = Duration::from_millis(100);
 /// Longest such pause.
@@ -42,8 +43,15 @@ const RESUBSCRIBE_MAX: Duration = Duration::from_secs(5);
 /// `<queue>.dlq`) when its `content_type` is not JSON, its `type` is not `R::MESSAGE_TYPE`, it
 /// lacks `reply_to` or `correlation_id`, its body does not parse, or the handler panics. One
 /// whose `x-deadline-ms` has passed is acked and dropped unhandled: its caller has given up.
-/// [`Outcome::Retry`] requeues after a one-second pause. Each delivery runs in a `delivery`
-/// span carrying its `request_id`.
+/// Each delivery runs in a `delivery` span carrying its `request_id`.
+///
+/// On [`Outcome::Retry`] the delivery is kept, not requeued, and the handler runs again in this
+/// process after a pause doubling from 200 ms to 5 s, until it replies. A requeue would count
+/// towards the queue's delivery limit and dead-letter good requests during a long database
+/// outage; a held delivery also keeps its prefetch slot, so an outage stops new deliveries
+/// rather than cycling them. Retrying stops when the request's `x-deadline-ms` passes (acked
+/// and dropped as above), when `shutdown` is requested (requeued for another consumer), or when
+/// the channel is gone (the broker redelivers it).
 ///
 /// On `shutdown` it stops taking deliveries, lets the ones in progress finish, and returns
 /// `Ok`. It returns an error only when the queue cannot be used as configured (it exists with
@@ -53,6 +61,31 @@ pub async fn serve<R, H, Fut>(
     queue: String,
     prefetch: u16,
     handler: H,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()>
+where
+    R: RpcRequest,
+    H: Fn(Incoming<R>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Outcome<R::Reply>> + Send,
+{
+    serve_with_hooks(broker, queue, prefetch, handler, Hooks::default(), shutdown).await
+}
+
+/// Points in the handling of a delivery where [`serve_with_hooks`] calls back, so tests can
+/// inject faults there.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hooks {
+    /// Called once the broker has confirmed the reply, just before the request is acked.
+    pub after_reply: Option<fn()>,
+}
+
+/// [`serve`], calling `hooks` along the way.
+pub async fn serve_with_hooks<R, H, Fut>(
+    broker: Broker,
+    queue: String,
+    prefetch: u16,
+    handler: H,
+    hooks: Hooks,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()>
 where
@@ -72,7 +105,7 @@ where
             shutdown.cancelled().await;
             return Ok(());
         };
-        match consume(&live, &queue, prefetch, &handler, &shutdown).await {
+        match consume(&live, &queue, prefetch, &handler, hooks, &shutdown).await {
             Ok(Session::Stopped) => return Ok(()),
             Ok(Session::Ended) => {
                 tracing::warn!(
@@ -124,6 +157,7 @@ async fn consume<R, H, Fut>(
     queue: &str,
     prefetch: u16,
     handler: &H,
+    hooks: Hooks,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Session>
 where
@@ -189,12 +223,14 @@ where
             }
         }
     });
-    let replies = &replies;
+    let (channel, replies) = (&channel, &replies);
     consumer
         .take_until(shutdown.cancelled())
         .for_each_concurrent(limit, |delivery| async move {
             match delivery {
-                Ok(delivery) => handle(delivery, handler, replies, queue, shutdown).await,
+                Ok(delivery) => {
+                    handle(delivery, handler, hooks, channel, replies, queue, shutdown).await
+                }
                 Err(e) => tracing::warn!(queue, error = %e, "consumer failed"),
             }
         })
@@ -214,6 +250,8 @@ where
 async fn handle<R, H, Fut>(
     delivery: Delivery,
     handler: &H,
+    hooks: Hooks,
+    channel: &Channel,
     replies: &Channel,
     queue: &str,
     shutdown: &CancellationToken,
@@ -233,64 +271,92 @@ async fn handle<R, H, Fut>(
         redelivered = delivery.redelivered,
     );
     async move {
-        let request = match read_request::<R>(&delivery) {
-            Ok(request) => request,
-            Err(why) => {
-                tracing::warn!(reason = %why, "unreadable request; dead-lettering it");
-                dead_letter(&delivery.acker).await;
-                return;
-            }
-        };
-        if let Some(deadline) = header_i64(&delivery.properties, HEADER_DEADLINE_MS) {
-            let late_ms = now_epoch_ms() - deadline;
-            if late_ms > 0 {
+        let deadline = header_i64(&delivery.properties, HEADER_DEADLINE_MS);
+        let mut pause = RETRY_START;
+        for attempt in 1u32.. {
+            // Parsed again for every attempt: the handler owns its request.
+            let request = match read_request::<R>(&delivery) {
+                Ok(request) => request,
+                Err(why) => {
+                    tracing::warn!(reason = %why, "unreadable request; dead-lettering it");
+                    dead_letter(&delivery.acker).await;
+                    return;
+                }
+            };
+            if let Some(late_ms) = deadline.map(|d| now_epoch_ms() - d).filter(|&l| l > 0) {
                 // Acked, not dead-lettered: nothing is wrong with it, it is just too late.
                 tracing::warn!(
                     late_ms,
-                    "request arrived after its caller gave up; dropping it"
+                    attempt,
+                    "request past the moment its caller gave up; dropping it"
                 );
                 settle(delivery.acker.ack(BasicAckOptions::default()).await, "ack");
                 return;
             }
-        }
-
-        let incoming = Incoming {
-            request,
-            message_id,
-            request_id,
-            redelivered: delivery.redelivered,
-        };
-        match AssertUnwindSafe(handler(incoming)).catch_unwind().await {
-            Ok(Outcome::Reply(reply)) => {
-                match send_reply::<R>(replies, &delivery.properties, &reply).await {
-                    Ok(()) => settle(delivery.acker.ack(BasicAckOptions::default()).await, "ack"),
-                    Err(e) => {
-                        // Redelivered and answered again; the handler is idempotent.
-                        tracing::warn!(
-                            error = format!("{e:#}"),
-                            "could not send the reply; requeueing the request"
-                        );
-                        requeue(&delivery.acker).await;
+            let incoming = Incoming {
+                request,
+                message_id: message_id.clone(),
+                request_id: request_id.clone(),
+                redelivered: delivery.redelivered,
+            };
+            let error = match AssertUnwindSafe(handler(incoming)).catch_unwind().await {
+                Ok(Outcome::Reply(reply)) => {
+                    match send_reply::<R>(replies, &delivery.properties, &reply).await {
+                        Ok(()) => {
+                            if let Some(after_reply) = hooks.after_reply {
+                                after_reply();
+                            }
+                            settle(delivery.acker.ack(BasicAckOptions::default()).await, "ack")
+                        }
+                        Err(e) => {
+                            // Redelivered and answered again; the handler is idempotent.
+                            tracing::warn!(
+                                error = format!("{e:#}"),
+                                "could not send the reply; requeueing the request"
+                            );
+                            requeue(&delivery.acker).await;
+                        }
                     }
+                    return;
                 }
-            }
-            Ok(Outcome::Retry(e)) => {
+                Ok(Outcome::Retry(e)) => e,
+                Err(_) => {
+                    // A panic is most likely this message's doing; the dead-letter queue keeps
+                    // it for a human instead of crashing every consumer it is redelivered to.
+                    tracing::error!("handler panicked; dead-lettering the request");
+                    dead_letter(&delivery.acker).await;
+                    return;
+                }
+            };
+            if !channel.status().connected() {
+                // Nothing to settle on a dead channel; the broker redelivers the request.
                 tracing::warn!(
-                    error = format!("{e:#}"),
-                    "handler failed for now; requeueing the request after a pause"
+                    error = format!("{error:#}"),
+                    attempt,
+                    "handler failed for now and the channel is gone; leaving the request to \
+                     the broker"
                 );
-                tokio::select! {
-                    _ = tokio::time::sleep(RETRY_PAUSE) => {}
-                    _ = shutdown.cancelled() => {}
+                return;
+            }
+            // Woken at the deadline rather than after it, so a hopeless request goes at once.
+            let until_deadline = deadline
+                .map(|d| Duration::from_millis(u64::try_from(d - now_epoch_ms()).unwrap_or(0)));
+            let wait = until_deadline.map_or(pause, |left| pause.min(left));
+            tracing::warn!(
+                error = format!("{error:#}"),
+                attempt,
+                retry_in_ms = wait.as_millis() as u64,
+                "handler failed for now; retrying the request"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => {
+                    tracing::info!(attempt, "shutting down; requeueing the request");
+                    requeue(&delivery.acker).await;
+                    return;
                 }
-                requeue(&delivery.acker).await;
             }
-            Err(_) => {
-                // A panic is most likely this message's doing; the dead-letter queue keeps it
-                // for a human instead of crashing every consumer it is redelivered to.
-                tracing::error!("handler panicked; dead-lettering the request");
-                dead_letter(&delivery.acker).await;
-            }
+            pause = (pause * 2).min(RETRY_MAX);
         }
     }
     .instrument(span)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Scenario 5: poison messages (not JSON, missing fields, oversized, wrong content type)
+# published straight to the order queue in the middle of a buy run. Each must land in the
+# dead-letter queue, and every valid buy must be stored.
+#
+# Usage: chaos/scenarios/poison.sh [--short]
+#   --short  a 20 s run (the CI form); otherwise 60 s
+set -euo pipefail
+# shellcheck source=chaos/scenarios/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+duration=60
+while (($#)); do
+    case $1 in
+        --short) duration=20 ;;
+        *) die "unknown option '$1'" ;;
+    esac
+    shift
+done
+
+chaos_setup
+chaos_run --rate "${CHAOS_RATE:-20}" --concurrency 8 --duration "$duration" >"$chaos_work/summary" &
+driver=$!
+
+sleep $((duration / 3))
+poison_status=0
+"$chaos_bin/chaos" poison --amqp "$CHAOS_AMQP_URL" --queue "$chaos_queue" >"$chaos_work/poison" ||
+    poison_status=$?
+log "$(cat "$chaos_work/poison" 2>/dev/null)"
+
+status=0
+wait "$driver" || status=$?
+chaos_result poison 4 "$(cat "$chaos_work/summary") $(cat "$chaos_work/poison")"
+((poison_status == 0)) || die "not every poison message reached $chaos_queue.dlq"
+exit "$status"

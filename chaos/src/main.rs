@@ -1,0 +1,239 @@
+//! `chaos`: the load and fault driver. Sends buys, records a history, checks it against the
+//! orders database (see RELIABILITY.md).
+
+mod check;
+mod load;
+mod orders_db;
+mod poison;
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::load::{Driver, LoadPlan, RetryPlan};
+
+#[derive(Parser)]
+#[command(about = "Load and fault driver with a history checker (loopback only)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Register users, send buys, retry the undecided ones, then check the history.
+    Run(RunArgs),
+    /// Publish poison messages to the order queue and wait for each in its dead-letter queue.
+    Poison(PoisonArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[arg(long)]
+    products: String,
+    #[arg(long)]
+    auth: String,
+    #[arg(long)]
+    orders_db: String,
+    /// Buys started per second.
+    #[arg(long, default_value_t = 20)]
+    rate: u32,
+    /// Buys in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    #[arg(long, default_value_t = 5)]
+    users: usize,
+    /// Where the history goes, one JSON op per line.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Client timeout per request, seconds.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// Hard cap on the buys of the load phase.
+    #[arg(long, default_value_t = 20_000)]
+    max_requests: u64,
+    /// Time the retry phase may take, seconds.
+    #[arg(long, default_value_t = 60)]
+    retry_secs: u64,
+    /// Attempts per undecided key in the retry phase.
+    #[arg(long, default_value_t = 20)]
+    retry_attempts: u32,
+}
+
+#[derive(clap::Args)]
+struct PoisonArgs {
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp: String,
+    #[arg(long)]
+    queue: String,
+    /// Seconds to wait for every poison message to reach the dead-letter queue.
+    #[arg(long, default_value_t = 60)]
+    wait: u64,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "chaos=info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args).await,
+        Command::Poison(args) => poison::run(&args.amqp, &args.queue, args.wait).await,
+    };
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(error) => {
+            tracing::error!("{error:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Refuses any target that is not this machine: the driver breaks things on purpose.
+fn require_loopback(what: &str, raw: &str) -> anyhow::Result<()> {
+    let parsed = url::Url::parse(raw).with_context(|| format!("{what}: not a URL"))?;
+    let loopback = match parsed.host() {
+        // Non-special schemes (postgres://, amqp://) leave even an IP address as a name.
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    };
+    if !loopback {
+        bail!("{what} {raw} is not on loopback (127.0.0.0/8, localhost, ::1): refused");
+    }
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<bool> {
+    require_loopback("--products", &args.products)?;
+    require_loopback("--auth", &args.auth)?;
+    require_loopback("--orders-db", &args.orders_db)?;
+    if args.rate == 0 || args.concurrency == 0 || args.users == 0 {
+        bail!("--rate, --concurrency and --users must be positive");
+    }
+    let driver = Arc::new(Driver::new(
+        &args.auth,
+        &args.products,
+        Duration::from_secs(args.timeout),
+    )?);
+    let mut users = Vec::with_capacity(args.users);
+    for _ in 0..args.users {
+        users.push(driver.register().await?);
+    }
+    let users = Arc::new(users);
+    let products = Arc::new(driver.products().await?);
+    tracing::info!(
+        users = users.len(),
+        products = products.len(),
+        "load starts"
+    );
+
+    let plan = LoadPlan {
+        rate: args.rate,
+        concurrency: args.concurrency,
+        duration: Duration::from_secs(args.duration),
+        max_requests: args.max_requests,
+    };
+    let mut history = load::load(driver.clone(), users.clone(), products, &plan).await;
+    let mut latencies: Vec<u64> = history.iter().map(check::Op::latency_ms).collect();
+
+    let undecided = load::undecided(&history);
+    tracing::info!(
+        buys = history.len(),
+        undecided = undecided.len(),
+        "load done; retrying"
+    );
+    let retry_plan = RetryPlan {
+        per_key_attempts: args.retry_attempts,
+        budget: Duration::from_secs(args.retry_secs),
+        concurrency: args.concurrency,
+    };
+    history.extend(load::retry(driver, users.clone(), undecided, &retry_plan).await);
+
+    if let Some(path) = &args.out {
+        write_history(path, &history)?;
+    }
+    let user_ids: Vec<uuid::Uuid> = users.iter().map(|u| u.id).collect();
+    let orders = orders_db::orders_of(&args.orders_db, &user_ids).await?;
+    let report = check::check(&history, &orders);
+    for anomaly in &report.anomalies {
+        tracing::error!("{anomaly}");
+    }
+    let p50 = check::percentile(&mut latencies, 0.50);
+    let p99 = check::percentile(&mut latencies, 0.99);
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "buys={} ok={} unknown={} retried={} lost={} duplicated={} unexpected={} unresolved={} p50_ms={p50} p99_ms={p99}",
+        report.buys,
+        report.ok,
+        report.unknown,
+        report.retried,
+        report.lost,
+        report.duplicated,
+        report.unexpected,
+        report.unresolved,
+    )?;
+    Ok(report.passed())
+}
+
+fn write_history(path: &PathBuf, history: &[check::Op]) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for op in history {
+        serde_json::to_writer(&mut out, op)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets_are_accepted() {
+        for ok in [
+            "http://127.0.0.1:3002",
+            "http://127.1.2.3",
+            "http://localhost:1",
+            "http://[::1]:80",
+            "postgres://postgres@127.0.0.1:5432/x",
+            "amqp://guest:guest@[::1]:5672/%2f",
+        ] {
+            assert!(require_loopback("t", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1",
+            "http://example.com",
+            "postgres://db:5432/x",
+            "nonsense",
+        ] {
+            assert!(require_loopback("t", bad).is_err(), "{bad}");
+        }
+    }
+}
