@@ -4,8 +4,14 @@
 # shellcheck shell=bash
 #
 # CHAOS_PROFILE   debug (default) or release: which target/<profile>/ binaries run
-# CHAOS_BASE_PORT first of three ports (default 13101: auth, +1 products, +2 orders)
+# CHAOS_BASE_PORT first of the ports a run uses (default 13101: auth, +1 products, +2 orders;
+#                 +10 and +11 a private RabbitMQ, +12 a private PostgreSQL, +20.. fault proxies)
 # AMQP_URL        the broker (default the local one); PGHOST/PGPORT/PGUSER the PostgreSQL server
+#
+# Scenarios that stop, restart or throttle the broker or the database ask chaos_setup for a
+# private one (--private-rabbitmq, --private-postgres SERVICE): a RabbitMQ node or PostgreSQL
+# cluster of the run's own, on ports of its own, under the run's directory, stopped and removed
+# at exit. The machine's shared servers, which other tests use, are never stopped.
 
 chaos_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=scripts/lib.sh
@@ -15,19 +21,50 @@ export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postg
 CHAOS_AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 CHAOS_SHUTDOWN_SECS=${CHAOS_SHUTDOWN_SECS:-10}
 
-declare -A chaos_port chaos_pid
+declare -A chaos_port=() chaos_pid=() chaos_db_port=() chaos_amqp_url=() chaos_env=()
 # Set by chaos_setup: the binaries, this run's id, queue and working directory.
-chaos_bin='' chaos_id='' chaos_queue='' chaos_work=''
+chaos_bin='' chaos_id='' chaos_queue='' chaos_work='' chaos_base=''
+# Set when the run has a private RabbitMQ node / PostgreSQL cluster.
+chaos_rmq_node='' chaos_rmq_port='' chaos_pg_bin='' chaos_pg_data=''
+# Set by chaos_options: whether the scenario runs in its short (CI) form.
+chaos_short=false
+# Fault proxies started by chaos_proxy, by name.
+declare -A chaos_proxy_pid=() chaos_proxy_port=()
 
+# chaos_setup [--private-rabbitmq] [--private-postgres SERVICE]...: the run's id, directory,
+# databases and queue, then auth, products and orders started and seeded.
+# The options every scenario but kill-orders takes: --short, its short form.
+chaos_options() {
+    while (($#)); do
+        # shellcheck disable=SC2034 # chaos_short is read by the scenario that sourced this
+        case $1 in
+            --short) chaos_short=true ;;
+            *) die "unknown option '$1'" ;;
+        esac
+        shift
+    done
+}
+
+# shellcheck disable=SC2120 # its options are optional
 chaos_setup() {
-    local profile=${CHAOS_PROFILE:-debug} base=${CHAOS_BASE_PORT:-13101}
+    local profile=${CHAOS_PROFILE:-debug} private_rabbitmq=false private_pg=()
+    while (($#)); do
+        case $1 in
+            --private-rabbitmq) private_rabbitmq=true ;;
+            --private-postgres) private_pg+=("$2") && shift ;;
+            *) die "chaos_setup: unknown option '$1'" ;;
+        esac
+        shift
+    done
+    chaos_base=${CHAOS_BASE_PORT:-13101}
     chaos_bin="${CARGO_TARGET_DIR:-$chaos_root/target}/$profile"
     local svc
     for svc in auth products orders chaos; do
         [[ -x $chaos_bin/$svc ]] ||
             die "$chaos_bin/$svc is missing: cargo build ${profile/debug/} -p auth -p products -p orders -p chaos"
     done
-    chaos_port=([auth]=$base [products]=$((base + 1)) [orders]=$((base + 2)))
+    chaos_port=([auth]=$chaos_base [products]=$((chaos_base + 1)) [orders]=$((chaos_base + 2)))
+    chaos_db_port=([auth]=$PGPORT [products]=$PGPORT [orders]=$PGPORT)
     for svc in auth products orders; do
         ! tcp_open 127.0.0.1 "${chaos_port[$svc]}" || die "port ${chaos_port[$svc]} is taken"
     done
@@ -36,9 +73,24 @@ chaos_setup() {
     chaos_work="$chaos_root/target/chaos/$chaos_id"
     mkdir -p "$chaos_work"
     trap chaos_cleanup EXIT
+    if $private_rabbitmq; then
+        chaos_private_rabbitmq
+    fi
+    chaos_amqp_url=([products]=$CHAOS_AMQP_URL [orders]=$CHAOS_AMQP_URL)
+    if ((${#private_pg[@]})); then
+        chaos_private_postgres
+        for svc in "${private_pg[@]}"; do
+            chaos_db_port[$svc]=$((chaos_base + 12))
+        done
+    fi
     for svc in auth products orders; do
-        createdb "chaos_${chaos_id}_$svc"
+        createdb -p "${chaos_db_port[$svc]}" "chaos_${chaos_id}_$svc"
     done
+    # A scenario that must put something between the services and their servers (a fault
+    # proxy) defines chaos_before_start; the ports and binaries are known by now.
+    if declare -F chaos_before_start >/dev/null; then
+        chaos_before_start
+    fi
     openssl genpkey -algorithm ed25519 -out "$chaos_work/jwt.pem" 2>/dev/null
     log "run $chaos_id: logs and history in $chaos_work, queue $chaos_queue"
     for svc in auth products orders; do
@@ -47,25 +99,35 @@ chaos_setup() {
     chaos_seed
 }
 
-chaos_db_url() { printf 'postgres://%s@%s:%s/chaos_%s_%s\n' "$PGUSER" "$PGHOST" "$PGPORT" "$chaos_id" "$1"; }
+chaos_db_url() { printf 'postgres://%s@%s:%s/chaos_%s_%s\n' "$PGUSER" "$PGHOST" "${chaos_db_port[$1]}" "$chaos_id" "$1"; }
 
 chaos_url() { printf 'http://127.0.0.1:%s\n' "${chaos_port[$1]}"; }
 
 chaos_ready() { curl -fsS --max-time 2 -o /dev/null "$(chaos_url "$1")/readyz"; }
 
-# Starts service $1 in the background and waits until it is ready.
+# Starts service $1 in the background and waits until it is ready. Extra arguments are
+# NAME=value pairs added to its environment for this start only; chaos_env[$svc] holds more
+# ("NAME=value ...") for every start. CHAOS_ORDERS_BIN runs another orders binary.
 chaos_start() {
     local svc=$1
+    shift
+    local bin=$chaos_bin/$svc
+    [[ $svc == orders ]] && bin=${CHAOS_ORDERS_BIN:-$bin}
     (
         cd "$chaos_work" || exit 1
         export PORT=${chaos_port[$svc]} DATABASE_URL
         DATABASE_URL=$(chaos_db_url "$svc")
-        export AMQP_URL=$CHAOS_AMQP_URL ORDER_QUEUE=$chaos_queue
+        export AMQP_URL=${chaos_amqp_url[$svc]:-$CHAOS_AMQP_URL} ORDER_QUEUE=$chaos_queue
         AUTH_JWKS_URL="$(chaos_url auth)/auth/.well-known/jwks.json"
         export AUTH_JWKS_URL
         export JWT_PRIVATE_KEY_FILE="$chaos_work/jwt.pem" SHUTDOWN_TIMEOUT_SECS=$CHAOS_SHUTDOWN_SECS
         export RUST_LOG=${RUST_LOG:-info}
-        exec "$chaos_bin/$svc" serve >>"$chaos_work/$svc.log" 2>&1
+        # As in the images, which do not set it. With it on, every error a service builds
+        # captures a backtrace, and logging the first one loads the debug build's symbols
+        # (some 200 MB of RSS), which the memory checks would take for a leak.
+        export RUST_BACKTRACE=${CHAOS_RUST_BACKTRACE:-0}
+        # shellcheck disable=SC2086 # chaos_env holds NAME=value words
+        exec env ${chaos_env[$svc]:-} "$@" "$bin" serve >>"$chaos_work/$svc.log" 2>&1
     ) &
     chaos_pid[$svc]=$!
     wait_for 60 "$svc to be ready" chaos_ready "$svc" || die "$svc did not become ready; see $chaos_work/$svc.log"
@@ -118,20 +180,162 @@ chaos_run() {
         --orders-db "$(chaos_db_url orders)" --out "$chaos_work/history.jsonl" "$@"
 }
 
+# Milliseconds since the Unix epoch, the clock of the history's at_unix_ms.
+chaos_now_ms() { date +%s%3N; }
+
+# When service $1 first logged message $2 (its JSON log's timestamp), in Unix ms; empty if never.
+chaos_logged_ms() {
+    jq -r --arg m "$2" 'select(.fields.message == $m) | .timestamp
+        | ((sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601) * 1000 + (.[20:23] | tonumber))' \
+        "$chaos_work/$1.log" | head -1
+}
+
+# Buys of the load phase that started in [$1, $2) (Unix ms) as "buys ok slowest_ms p99_ms
+# statuses", statuses like 201:40,503:3,none:1 (none: no HTTP answer).
+chaos_window() {
+    jq -s -r --argjson from "$1" --argjson to "$2" '
+        map(select(.phase == "load" and .at_unix_ms >= $from and .at_unix_ms < $to))
+        | (map(.end_ms - .start_ms) | sort) as $lat
+        | [length, (map(select(.outcome == "ok")) | length), ($lat | max // 0),
+           (if ($lat | length) == 0 then 0
+            else $lat[(((($lat | length) * 99 + 99) / 100 | floor) - 1)] end),
+           (group_by(.status) | map("\(.[0].status // "none"):\(length)") | join(",")
+            | if . == "" then "-" else . end)]
+        | map(tostring) | join(" ")' "$chaos_work/history.jsonl"
+}
+
 # The line all.sh collects: scenario name, faults injected, then the driver's summary.
 chaos_result() { printf 'scenario=%s faults=%s %s\n' "$1" "$2" "$3"; }
 
-chaos_rabbitmqctl() { timeout 60 rabbitmqctl -q "$@"; }
+# rabbitmqctl against the run's broker: its private node when it has one.
+chaos_rabbitmqctl() {
+    if [[ -n $chaos_rmq_node ]]; then
+        timeout 60 rabbitmqctl -q -n "$chaos_rmq_node" "$@"
+    else
+        timeout 60 rabbitmqctl -q "$@"
+    fi
+}
+
+# How many queues, channels and connections the run's broker has, as "queues channels
+# connections".
+chaos_broker_counts() {
+    printf '%s %s %s\n' "$(chaos_rabbitmqctl list_queues name | wc -l)" \
+        "$(chaos_rabbitmqctl list_channels pid | wc -l)" \
+        "$(chaos_rabbitmqctl list_connections pid | wc -l)"
+}
+
+# Ready messages in queue $1 of the run's broker (empty when it does not exist).
+chaos_queue_messages() { chaos_rabbitmqctl list_queues name messages_ready | awk -v q="$1" '$1 == q { print $2 }'; }
+
+# Consumers on queue $1 of the run's broker.
+chaos_queue_consumers() { chaos_rabbitmqctl list_queues name consumers | awk -v q="$1" '$1 == q { print $2 }'; }
+
+# Resident memory of service $1 in KiB.
+chaos_rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/${chaos_pid[$1]}/status"; }
+
+# Runs "$@" as the owner of a private server's files: PostgreSQL and RabbitMQ refuse to run as
+# root, and their packages' users own what they write.
+chaos_as() {
+    local user=$1
+    shift
+    if ((EUID == 0)); then
+        runuser -u "$user" -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# A RabbitMQ node of the run's own: node chaos-<id>@localhost, AMQP on base+10, distribution on
+# base+11, nothing but its data and logs under $chaos_work/rabbitmq.
+chaos_private_rabbitmq() {
+    require_command rabbitmq-server rabbitmqctl
+    local dir=$chaos_work/rabbitmq
+    chaos_rmq_node="chaos-$chaos_id@localhost" chaos_rmq_port=$((chaos_base + 10))
+    ! tcp_open 127.0.0.1 "$chaos_rmq_port" || die "port $chaos_rmq_port is taken"
+    mkdir -p "$dir"
+    printf 'listeners.tcp.local = 127.0.0.1:%s\n' "$chaos_rmq_port" >"$dir/rabbitmq.conf"
+    printf '[].\n' >"$dir/enabled_plugins"
+    ((EUID != 0)) || ! id rabbitmq >/dev/null 2>&1 || chown -R rabbitmq:rabbitmq "$dir"
+    chaos_rabbitmq_start
+    CHAOS_AMQP_URL="amqp://guest:guest@127.0.0.1:$chaos_rmq_port/%2f"
+    log "private RabbitMQ $chaos_rmq_node on 127.0.0.1:$chaos_rmq_port"
+}
+
+# Starts the private node (again, after chaos_rabbitmq_stop) and waits until it accepts work.
+chaos_rabbitmq_start() {
+    local dir=$chaos_work/rabbitmq
+    RABBITMQ_NODENAME=$chaos_rmq_node RABBITMQ_NODE_PORT=$chaos_rmq_port \
+        RABBITMQ_DIST_PORT=$((chaos_base + 11)) RABBITMQ_CONFIG_FILE=$dir/rabbitmq.conf \
+        RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins RABBITMQ_MNESIA_BASE=$dir/mnesia \
+        RABBITMQ_LOG_BASE=$dir/log RABBITMQ_PID_FILE=$dir/pid \
+        rabbitmq-server -detached
+    # await_startup fails at once until the new VM has registered its name, so it is retried.
+    wait_for 90 "the private RabbitMQ" timeout 60 rabbitmqctl -q -n "$chaos_rmq_node" await_startup ||
+        die "the private RabbitMQ did not start; see $dir/log"
+}
+
+# Stops the private node (its Erlang VM exits); its durable queues stay on disk.
+chaos_rabbitmq_stop() { timeout 60 rabbitmqctl -q -n "$chaos_rmq_node" stop >/dev/null; }
+
+# A PostgreSQL cluster of the run's own on base+12, its data under $chaos_work/postgres.
+chaos_private_postgres() {
+    local bindir dir=$chaos_work/postgres
+    bindir=$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -1)
+    [[ -x $bindir/initdb ]] || bindir=$(dirname "$(command -v initdb || echo /nonexistent/initdb)")
+    [[ -x $bindir/initdb ]] || die "initdb not found (Debian: apt-get install postgresql)"
+    chaos_pg_bin=$bindir chaos_pg_data=$dir/data
+    ! tcp_open 127.0.0.1 $((chaos_base + 12)) || die "port $((chaos_base + 12)) is taken"
+    mkdir -p "$dir"
+    ((EUID != 0)) || chown postgres:postgres "$dir"
+    chaos_as postgres "$bindir/initdb" -D "$chaos_pg_data" -U "$PGUSER" -A trust --no-sync \
+        >"$dir/initdb.log" 2>&1 || die "initdb failed; see $dir/initdb.log"
+    chaos_postgres_start
+    log "private PostgreSQL on 127.0.0.1:$((chaos_base + 12))"
+}
+
+chaos_postgres_start() {
+    chaos_as postgres "$chaos_pg_bin/pg_ctl" -D "$chaos_pg_data" -l "$chaos_work/postgres/server.log" -w \
+        -o "-p $((chaos_base + 12)) -c listen_addresses=127.0.0.1 -c unix_socket_directories=''" \
+        start >/dev/null || die "the private PostgreSQL did not start; see $chaos_work/postgres/server.log"
+}
+
+# Stops the private cluster the way an operator would (fast: sessions are disconnected).
+chaos_postgres_stop() { chaos_as postgres "$chaos_pg_bin/pg_ctl" -D "$chaos_pg_data" -m fast -w stop >/dev/null; }
+
+# chaos_proxy NAME UPSTREAM_PORT: a fault proxy (chaos proxy) on the next free base+20.. port in
+# front of 127.0.0.1:UPSTREAM_PORT; chaos_partition NAME and chaos_heal NAME switch it.
+chaos_proxy() {
+    local name=$1 upstream=$2 port=$((chaos_base + 20 + ${#chaos_proxy_port[@]}))
+    "$chaos_bin/chaos" proxy --listen "127.0.0.1:$port" --upstream "127.0.0.1:$upstream" \
+        >>"$chaos_work/proxy-$name.log" 2>&1 &
+    chaos_proxy_pid[$name]=$! chaos_proxy_port[$name]=$port
+    wait_for 10 "the $name proxy" tcp_open 127.0.0.1 "$port" || die "the $name proxy did not start"
+}
+chaos_partition() { kill -USR1 "${chaos_proxy_pid[$1]}"; }
+chaos_heal() { kill -USR2 "${chaos_proxy_pid[$1]}"; }
 
 chaos_cleanup() {
     local status=$? svc
     for svc in orders products auth; do
         [[ -n ${chaos_pid[$svc]:-} ]] && chaos_alive "$svc" && chaos_kill9 "$svc"
     done
+    for name in "${!chaos_proxy_pid[@]}"; do
+        kill "${chaos_proxy_pid[$name]}" 2>/dev/null || true
+    done
+    if [[ -n $chaos_rmq_node ]]; then
+        chaos_rabbitmq_stop 2>/dev/null || true
+        rm -rf "$chaos_work/rabbitmq/mnesia"
+    else
+        chaos_rabbitmqctl delete_queue "$chaos_queue" >/dev/null 2>&1 || true
+        chaos_rabbitmqctl delete_queue "$chaos_queue.dlq" >/dev/null 2>&1 || true
+    fi
+    if [[ -n $chaos_pg_data ]]; then
+        chaos_postgres_stop 2>/dev/null || true
+        rm -rf "$chaos_pg_data"
+    fi
     for svc in auth products orders; do
+        [[ ${chaos_db_port[$svc]:-$PGPORT} == "$PGPORT" ]] || continue
         dropdb --if-exists --force "chaos_${chaos_id}_$svc" 2>/dev/null || true
     done
-    chaos_rabbitmqctl delete_queue "$chaos_queue" >/dev/null 2>&1 || true
-    chaos_rabbitmqctl delete_queue "$chaos_queue.dlq" >/dev/null 2>&1 || true
     exit "$status"
 }

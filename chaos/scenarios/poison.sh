@@ -10,13 +10,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 duration=60
-while (($#)); do
-    case $1 in
-        --short) duration=20 ;;
-        *) die "unknown option '$1'" ;;
-    esac
-    shift
-done
+chaos_options "$@"
+if $chaos_short; then duration=20; fi
 
 chaos_setup
 chaos_run --rate "${CHAOS_RATE:-20}" --concurrency 8 --duration "$duration" >"$chaos_work/summary" &

@@ -14,13 +14,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 duration=60 gone=20
-while (($#)); do
-    case $1 in
-        --short) duration=30 gone=10 ;;
-        *) die "unknown option '$1'" ;;
-    esac
-    shift
-done
+chaos_options "$@"
+if $chaos_short; then duration=30 gone=10; fi
 rpc_timeout_ms=5000
 
 chaos_setup

@@ -5,6 +5,7 @@ mod check;
 mod load;
 mod orders_db;
 mod poison;
+mod proxy;
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -30,6 +31,18 @@ enum Command {
     Run(RunArgs),
     /// Publish poison messages to the order queue and wait for each in its dead-letter queue.
     Poison(PoisonArgs),
+    /// A TCP fault proxy: SIGUSR1 partitions the link, SIGUSR2 heals it.
+    Proxy(ProxyArgs),
+}
+
+#[derive(clap::Args)]
+struct ProxyArgs {
+    /// Where clients connect, on loopback.
+    #[arg(long)]
+    listen: String,
+    /// The server behind the proxy, on loopback.
+    #[arg(long)]
+    upstream: String,
 }
 
 #[derive(clap::Args)]
@@ -93,6 +106,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args).await,
         Command::Poison(args) => poison::run(&args.amqp, &args.queue, args.wait).await,
+        Command::Proxy(args) => proxy(&args).await,
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
@@ -125,6 +139,13 @@ fn require_loopback(what: &str, raw: &str) -> anyhow::Result<()> {
         bail!("{what} {raw} is not on loopback (127.0.0.0/8, localhost, ::1): refused");
     }
     Ok(())
+}
+
+async fn proxy(args: &ProxyArgs) -> anyhow::Result<bool> {
+    for (what, addr) in [("--listen", &args.listen), ("--upstream", &args.upstream)] {
+        require_loopback(what, &format!("tcp://{addr}"))?;
+    }
+    proxy::run(&args.listen, &args.upstream).await
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<bool> {

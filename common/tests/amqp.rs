@@ -12,12 +12,13 @@ use std::{
 
 use common::{
     amqp::{
-        Broker, CallOptions, DELIVERY_LIMIT, HEADER_DEADLINE_MS, HEADER_REQUEST_ID, Incoming,
-        Outcome, ReplyMode, RpcClient, RpcError, dead_letter_queue,
+        Broker, CallOptions, DELIVERY_LIMIT, HEADER_DEAD_LETTER_REASON, HEADER_DEADLINE_MS,
+        HEADER_REQUEST_ID, Incoming, Outcome, ReplyMode, RpcClient, RpcError, dead_letter_queue,
     },
     testing::{unique_queue, wait_until},
 };
 use futures::future::join_all;
+use lapin::types::ShortString;
 use support::{Echo, EchoReply, Raw, Seen, Server, connected_broker, echo_server, serve_with};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -239,6 +240,109 @@ async fn unreadable_messages_are_dead_lettered_and_the_server_carries_on() {
     let client = client(&broker, &queue, ReplyMode::Direct, PATIENT);
     assert_eq!(echo(&client, 7).await.expect("a reply"), EchoReply { n: 7 });
     assert_eq!(*seen.lock().unwrap(), vec![(7, false)]);
+    assert_eq!(raw.message_count(&queue).await, 0);
+    raw.delete_work_queue(&queue).await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_says_why_keeps_its_request_and_does_not_expire() {
+    let (broker, _shutdown) = connected_broker().await;
+    let raw = Raw::connect().await;
+    let queue = unique_queue("test.rpc");
+    raw.declare_work_queue(&queue).await;
+    let _server = echo_server(&broker, &queue, 4, Seen::default());
+    let (_replies, reply_to) = raw.reply_queue().await;
+
+    let props = support::request_properties("c-dead", &reply_to)
+        .with_message_id("m-dead".into())
+        .with_expiration("60000".into());
+    raw.publish(&queue, b"{not json", props).await;
+
+    let dlq: ShortString = dead_letter_queue(&queue).into();
+    let channel = raw.channel().await;
+    let dead = wait_until(PATIENT, "the dead letter", || Raw::get(&channel, &dlq)).await;
+    assert_eq!(dead.data, b"{not json");
+    let p = &dead.properties;
+    assert_eq!(p.message_id().as_ref().unwrap().as_str(), "m-dead");
+    assert_eq!(p.correlation_id().as_ref().unwrap().as_str(), "c-dead");
+    assert_eq!(p.delivery_mode(), &Some(2));
+    assert!(
+        p.expiration()
+            .as_ref()
+            .is_none_or(|e| e.as_str().is_empty()),
+        "a dead letter must not expire: {:?}",
+        p.expiration()
+    );
+    let reason = support::header_str(p, HEADER_DEAD_LETTER_REASON).expect("a reason");
+    assert!(reason.contains("does not parse"), "{reason}");
+    assert_eq!(raw.message_count(&queue).await, 0);
+    raw.delete_work_queue(&queue).await;
+}
+
+#[tokio::test]
+async fn a_request_that_expires_in_the_queue_is_dropped_and_not_dead_lettered() {
+    let raw = Raw::connect().await;
+    let queue = unique_queue("test.rpc");
+    raw.declare_work_queue(&queue).await;
+    let (_replies, reply_to) = raw.reply_queue().await;
+    // Nobody consumes: the request waits until its caller would have given up.
+    let props = support::request_properties("c-late", &reply_to).with_expiration("50".into());
+    raw.publish(&queue, br#"{"n": 1}"#, props).await;
+
+    wait_until(PATIENT, "the request to expire", || async {
+        (raw.message_count(&queue).await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(raw.message_count(&dead_letter_queue(&queue)).await, 0);
+    raw.delete_work_queue(&queue).await;
+}
+
+#[tokio::test]
+async fn a_request_returned_to_the_queue_too_often_is_dead_lettered_without_being_handled() {
+    let raw = Raw::connect().await;
+    let queue = unique_queue("test.rpc");
+    raw.declare_work_queue(&queue).await;
+    let (_replies, reply_to) = raw.reply_queue().await;
+    raw.publish(
+        &queue,
+        br#"{"n": 9}"#,
+        support::request_properties("c-loop", &reply_to),
+    )
+    .await;
+    // As if it had crashed DELIVERY_LIMIT consumers: taken and returned unsettled each time.
+    let channel = raw.channel().await;
+    let name: ShortString = queue.as_str().into();
+    for _ in 0..DELIVERY_LIMIT {
+        let taken = wait_until(PATIENT, "the request", || async {
+            channel
+                .basic_get(
+                    name.clone(),
+                    lapin::options::BasicGetOptions { no_ack: false },
+                )
+                .await
+                .expect("basic.get")
+        })
+        .await;
+        taken
+            .delivery
+            .acker
+            .nack(lapin::options::BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            })
+            .await
+            .expect("nack");
+    }
+
+    let (broker, _shutdown) = connected_broker().await;
+    let seen = Seen::default();
+    let _server = echo_server(&broker, &queue, 4, seen.clone());
+    let dlq = dead_letter_queue(&queue);
+    wait_until(PATIENT, "the request in the dead-letter queue", || async {
+        (raw.message_count(&dlq).await == 1).then_some(())
+    })
+    .await;
+    assert!(seen.lock().unwrap().is_empty(), "the handler must not run");
     assert_eq!(raw.message_count(&queue).await, 0);
     raw.delete_work_queue(&queue).await;
 }
@@ -601,72 +705,19 @@ async fn serve_gives_up_when_the_queue_exists_with_other_arguments() {
     raw.delete_work_queue(&queue).await;
 }
 
-/// A TCP relay to RabbitMQ that can be frozen: the sockets stay open but nothing more is
-/// forwarded, as with a broker that has gone silent.
-struct FreezableRelay {
-    url: String,
-    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl FreezableRelay {
-    async fn start() -> Self {
-        use std::sync::{Arc, atomic::AtomicBool};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let frozen = Arc::new(AtomicBool::new(false));
-        let flag = frozen.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect("127.0.0.1:5672").await else {
-                    continue;
-                };
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                tokio::spawn(forward(cr, sw, flag.clone()));
-                tokio::spawn(forward(sr, cw, flag.clone()));
-            }
-        });
-        Self {
-            url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
-            frozen,
-        }
-    }
-
-    fn freeze(&self) {
-        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-async fn forward(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if frozen.load(std::sync::atomic::Ordering::SeqCst) {
-            // Hold both sockets open and say nothing, like a broker that stopped answering.
-            std::future::pending::<()>().await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
 #[tokio::test]
 async fn closing_the_broker_returns_even_when_rabbitmq_stops_answering() {
     common::testing::require_broker().await;
-    let relay = FreezableRelay::start().await;
+    let relay = common::testing::FaultRelay::in_front_of(&common::testing::amqp_url())
+        .await
+        .expect("start the relay");
     let shutdown = CancellationToken::new();
-    let broker = Broker::start(relay.url.clone(), shutdown.clone());
+    let broker = Broker::start(
+        relay.url_for(&common::testing::amqp_url()),
+        shutdown.clone(),
+    );
     assert!(broker.wait_connected(Duration::from_secs(10)).await);
-    relay.freeze();
+    relay.set(common::testing::RelayMode::Frozen);
     shutdown.cancel();
     let started = std::time::Instant::now();
     tokio::time::timeout(

@@ -3,98 +3,21 @@
 
 mod support;
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use common::{
     amqp::Broker,
     ids::{ProductId, UserId},
     messages::CreateOrderReplyV1,
     testing::{
-        amqp_url, broker_connection, delete_queue_on_drop, queue_counts, require_broker,
-        unique_queue, wait_until,
+        FaultRelay, RelayMode, amqp_url, broker_connection, delete_queue_on_drop, queue_counts,
+        require_broker, unique_queue, wait_until,
     },
 };
 use orders::entity::order;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use support::{PATIENCE, Requester, migrated_database, request};
-use tokio::{
-    net::{TcpListener, TcpStream},
-    task::AbortHandle,
-};
 use tokio_util::sync::CancellationToken;
-
-/// A TCP relay in front of PostgreSQL that the test can cut: while cut, it drops every
-/// connection it holds and every new one, as a stopped server would.
-struct Relay {
-    port: u16,
-    cut: Arc<AtomicBool>,
-    refused: Arc<AtomicUsize>,
-    links: Arc<Mutex<Vec<AbortHandle>>>,
-}
-
-impl Relay {
-    async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
-        let port = listener.local_addr().unwrap().port();
-        let relay = Self {
-            port,
-            cut: Arc::default(),
-            refused: Arc::default(),
-            links: Arc::default(),
-        };
-        let (cut, refused, links) = (
-            relay.cut.clone(),
-            relay.refused.clone(),
-            relay.links.clone(),
-        );
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if cut.load(Ordering::SeqCst) {
-                    refused.fetch_add(1, Ordering::SeqCst);
-                    continue;
-                }
-                let target = target.clone();
-                let link = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                links.lock().unwrap().push(link.abort_handle());
-            }
-        });
-        relay
-    }
-
-    fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-    }
-
-    fn refused(&self) -> usize {
-        self.refused.load(Ordering::SeqCst)
-    }
-}
-
-/// `url` with its `host:port` replaced by `host_port`.
-fn through(url: &str, host_port: &str) -> (String, String) {
-    let after_at = url.find('@').expect("the URL names a user") + 1;
-    let end = after_at + url[after_at..].find('/').expect("the URL names a database");
-    let target = url[after_at..end].to_owned();
-    let proxied = format!("{}{host_port}{}", &url[..after_at], &url[end..]);
-    (proxied, target)
-}
 
 #[tokio::test]
 async fn a_buy_sent_while_the_database_is_down_is_stored_once_it_returns_and_never_dead_lettered() {
@@ -102,10 +25,10 @@ async fn a_buy_sent_while_the_database_is_down_is_stored_once_it_returns_and_nev
     require_broker().await;
     let (database, direct) = migrated_database().await;
     let mut config = database.config();
-    let (_, target) = through(&config.url, "");
-    let relay = Relay::start(target).await;
-    let (proxied, _) = through(&config.url, &format!("127.0.0.1:{}", relay.port));
-    config.url = proxied;
+    let relay = FaultRelay::in_front_of(&config.url)
+        .await
+        .expect("start the relay");
+    config.url = relay.url_for(&config.url);
     // Each attempt during the outage fails after this long rather than the default.
     config.acquire_timeout = Duration::from_millis(500);
     let db = common::db::connect(&config)
@@ -125,7 +48,7 @@ async fn a_buy_sent_while_the_database_is_down_is_stored_once_it_returns_and_nev
     ));
     let user = UserId::new();
 
-    relay.cut();
+    relay.set(RelayMode::Cut);
     requester
         .publish(
             &request(user, &[(ProductId::new(), 700, 3)], Some("key-1")),
@@ -145,7 +68,7 @@ async fn a_buy_sent_while_the_database_is_down_is_stored_once_it_returns_and_nev
         (relay.refused() >= before + 3).then_some(())
     })
     .await;
-    relay.restore();
+    relay.set(RelayMode::Pass);
 
     let (correlation_id, reply) = requester.next_reply().await;
     assert_eq!(correlation_id, "c-1");

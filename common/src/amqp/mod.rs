@@ -29,6 +29,9 @@ pub const CONTENT_TYPE_JSON: &str = "application/json";
 /// share it.
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
 
+/// Header a dead letter carries in `<queue>.dlq`: why it was taken out of the work queue.
+pub const HEADER_DEAD_LETTER_REASON: &str = "x-dead-letter-reason";
+
 /// Header carrying the moment (Unix epoch milliseconds) the client stops waiting; a server
 /// that sees it in the past drops the request instead of doing work nobody will read.
 pub const HEADER_DEADLINE_MS: &str = "x-deadline-ms";

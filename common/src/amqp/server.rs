@@ -9,7 +9,7 @@ use lapin::{
     message::Delivery,
     options::{
         BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-        BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
+        BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
     },
     protocol::{AMQPErrorKind, AMQPSoftError},
     types::{AMQPValue, FieldTable, ShortString},
@@ -19,10 +19,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{
-    CONTENT_TYPE_JSON, HEADER_DEADLINE_MS, HEADER_REQUEST_ID, Incoming, Outcome, RpcRequest,
+    CONTENT_TYPE_JSON, DELIVERY_LIMIT, HEADER_DEAD_LETTER_REASON, HEADER_DEADLINE_MS,
+    HEADER_REQUEST_ID, Incoming, Outcome, RpcRequest,
     broker::{Broker, Live},
-    declare_work_queue, now_epoch_ms,
+    dead_letter_queue, declare_work_queue, now_epoch_ms,
 };
+
+/// Set by a quorum queue on a redelivered message: how many times it was returned unsettled.
+const HEADER_DELIVERY_COUNT: &str = "x-delivery-count";
 
 /// First pause before running the handler again after it asked to retry.
 const RETRY_START: Duration = Duration::from_millis(200);
@@ -39,15 +43,17 @@ const RESUBSCRIBE_MAX: Duration = Duration::from_secs(5);
 ///
 /// For each connection it opens a consumer channel with `basic_qos(prefetch)`, declares the
 /// queue with [`declare_work_queue`], opens a reply channel with publisher confirms, and runs
-/// up to `prefetch` deliveries at once. A delivery is rejected without requeue (so it lands in
-/// `<queue>.dlq`) when its `content_type` is not JSON, its `type` is not `R::MESSAGE_TYPE`, it
-/// lacks `reply_to` or `correlation_id`, its body does not parse, or the handler panics. One
-/// whose `x-deadline-ms` has passed is acked and dropped unhandled: its caller has given up.
-/// Each delivery runs in a `delivery` span carrying its `request_id`.
+/// up to `prefetch` deliveries at once. A delivery is moved to `<queue>.dlq` (copied there with
+/// the reason in [`HEADER_DEAD_LETTER_REASON`], then acked) when its `content_type` is not
+/// JSON, its `type` is not `R::MESSAGE_TYPE`, it lacks `reply_to` or `correlation_id`, its body
+/// does not parse, the handler panics, or the queue has already returned it [`DELIVERY_LIMIT`]
+/// times unsettled (a request that crashes whoever handles it). One whose `x-deadline-ms` has
+/// passed is acked and dropped unhandled: its caller has given up. Each delivery runs in a
+/// `delivery` span carrying its `request_id`, `message_id` and `correlation_id`.
 ///
 /// On [`Outcome::Retry`] the delivery is kept, not requeued, and the handler runs again in this
 /// process after a pause doubling from 200 ms to 5 s, until it replies. A requeue would count
-/// towards the queue's delivery limit and dead-letter good requests during a long database
+/// towards the delivery limit and dead-letter good requests during a long database
 /// outage; a held delivery also keeps its prefetch slot, so an outage stops new deliveries
 /// rather than cycling them. Retrying stops when the request's `x-deadline-ms` passes (acked
 /// and dropped as above), when `shutdown` is requested (requeued for another consumer), or when
@@ -263,14 +269,30 @@ async fn handle<R, H, Fut>(
     let properties = &delivery.properties;
     let request_id = header_string(properties, HEADER_REQUEST_ID);
     let message_id = properties.message_id().as_ref().map(|id| id.to_string());
+    // Counted by the quorum queue: how often this request went back to the queue unsettled.
+    let returned = header_i64(properties, HEADER_DELIVERY_COUNT).unwrap_or(0);
     let span = tracing::info_span!(
         "delivery",
         queue,
         request_id = request_id.as_deref(),
         message_id = message_id.as_deref(),
+        correlation_id = properties
+            .correlation_id()
+            .as_ref()
+            .map(ShortString::as_str),
         redelivered = delivery.redelivered,
+        returned,
     );
     async move {
+        // One line per delivery, for counting redeliveries in fault tests.
+        tracing::debug!("delivery received");
+        if returned >= i64::from(DELIVERY_LIMIT) {
+            // It keeps coming back unsettled: most likely it takes its consumer down with it.
+            let why = format!("returned to the queue {returned} times without being settled");
+            tracing::error!(reason = %why, "dead-lettering the request");
+            dead_letter(&delivery, replies, queue, &why).await;
+            return;
+        }
         let deadline = header_i64(&delivery.properties, HEADER_DEADLINE_MS);
         let mut pause = RETRY_START;
         for attempt in 1u32.. {
@@ -279,7 +301,7 @@ async fn handle<R, H, Fut>(
                 Ok(request) => request,
                 Err(why) => {
                     tracing::warn!(reason = %why, "unreadable request; dead-lettering it");
-                    dead_letter(&delivery.acker).await;
+                    dead_letter(&delivery, replies, queue, &why).await;
                     return;
                 }
             };
@@ -324,7 +346,7 @@ async fn handle<R, H, Fut>(
                     // A panic is most likely this message's doing; the dead-letter queue keeps
                     // it for a human instead of crashing every consumer it is redelivered to.
                     tracing::error!("handler panicked; dead-lettering the request");
-                    dead_letter(&delivery.acker).await;
+                    dead_letter(&delivery, replies, queue, "its handler panicked").await;
                     return;
                 }
             };
@@ -441,12 +463,88 @@ async fn requeue(acker: &Acker) {
     settle(acker.nack(options).await, "nack");
 }
 
-/// Sends a request to the dead-letter queue, where it waits for a human.
-async fn dead_letter(acker: &Acker) {
-    settle(
-        acker.reject(BasicRejectOptions { requeue: false }).await,
-        "reject",
+/// Moves a request to `<queue>.dlq`, where it waits for a human, then acks it. The copy keeps
+/// the body and properties, less the `expiration` (a dead letter must not vanish on its own),
+/// and says why in [`HEADER_DEAD_LETTER_REASON`]. Published here rather than left to a
+/// dead-letter exchange, so that requests which merely expired never land there. When the copy
+/// is not confirmed the request is requeued, to be tried again.
+async fn dead_letter(delivery: &Delivery, replies: &Channel, queue: &str, reason: &str) {
+    match publish_dead_letter(delivery, replies, queue, reason).await {
+        Ok(()) => settle(delivery.acker.ack(BasicAckOptions::default()).await, "ack"),
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "could not dead-letter the request; requeueing it"
+            );
+            requeue(&delivery.acker).await;
+        }
+    }
+}
+
+async fn publish_dead_letter(
+    delivery: &Delivery,
+    replies: &Channel,
+    queue: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let dlq = dead_letter_queue(queue);
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        HEADER_DEAD_LETTER_REASON.into(),
+        AMQPValue::LongString(reason.into()),
     );
+    // Built afresh rather than cloned: no `expiration`, and no `user_id`, which RabbitMQ
+    // refuses (closing the channel) unless it names this connection's own user.
+    let original = &delivery.properties;
+    let mut properties = BasicProperties::default()
+        // Persistent, like the request: the DLQ is durable and so is what waits in it.
+        .with_delivery_mode(2)
+        .with_headers(headers);
+    if let Some(v) = original.content_type() {
+        properties = properties.with_content_type(v.clone());
+    }
+    if let Some(v) = original.content_encoding() {
+        properties = properties.with_content_encoding(v.clone());
+    }
+    if let Some(v) = original.kind() {
+        properties = properties.with_type(v.clone());
+    }
+    if let Some(v) = original.message_id() {
+        properties = properties.with_message_id(v.clone());
+    }
+    if let Some(v) = original.correlation_id() {
+        properties = properties.with_correlation_id(v.clone());
+    }
+    if let Some(v) = original.reply_to() {
+        properties = properties.with_reply_to(v.clone());
+    }
+    if let Some(v) = original.timestamp() {
+        properties = properties.with_timestamp(*v);
+    }
+    if let Some(v) = original.app_id() {
+        properties = properties.with_app_id(v.clone());
+    }
+    let confirmation = replies
+        .basic_publish(
+            ShortString::default(),
+            dlq.as_str().into(),
+            BasicPublishOptions {
+                // A missing DLQ must not swallow the request: it is returned, and requeued.
+                mandatory: true,
+                immediate: false,
+            },
+            &delivery.data,
+            properties,
+        )
+        .await
+        .context("publish the dead letter")?
+        .await
+        .context("wait for the dead letter's publisher confirm")?;
+    match confirmation {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(_)) => anyhow::bail!("{dlq} does not exist"),
+        Confirmation::Nack(_) => anyhow::bail!("RabbitMQ refused the dead letter (nack)"),
+    }
 }
 
 /// Logs an ack, nack or reject that did not reach the broker; the channel is gone, and the

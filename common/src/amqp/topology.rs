@@ -8,9 +8,15 @@ use lapin::{
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
 
-/// How many times a request may be returned to the work queue (nack, or a consumer dying
-/// with it unacked) before it is dead-lettered instead of delivered again.
+/// How many times a request may be returned to the work queue unsettled (a consumer dying with
+/// it, or a requeue) before the next consumer to receive it moves it to `<queue>.dlq` instead of
+/// handling it.
 pub const DELIVERY_LIMIT: i32 = 5;
+
+/// The queue's own `x-delivery-limit`, a backstop past [`DELIVERY_LIMIT`]: a request returned
+/// this often was never even dead-lettered by the consumers, and the queue drops it. Written
+/// out because RabbitMQ 3.x has no default and 4.x defaults to 20.
+const QUEUE_DELIVERY_LIMIT: i32 = DELIVERY_LIMIT * 4;
 
 /// The name of `queue`'s dead-letter queue: `<queue>.dlq`.
 pub fn dead_letter_queue(queue: &str) -> String {
@@ -23,9 +29,11 @@ pub fn dead_letter_queue(queue: &str) -> String {
 /// Idempotent: declaring again with the same arguments is a no-op. If `name` already exists
 /// with other arguments, RabbitMQ answers PRECONDITION_FAILED and closes `channel`.
 ///
-/// Messages dead-lettered into `<name>.dlq` are the ones rejected as unreadable, the ones
-/// returned more than [`DELIVERY_LIMIT`] times, and requests whose `expiration` passed while
-/// they waited (nobody was consuming; the caller had already given up).
+/// The work queue has no dead-letter exchange: what lands in `<name>.dlq` is put there by the
+/// server loop ([`serve`](super::serve)), for a reason a human must look at. A request whose
+/// `expiration` passes while it waits is simply dropped: its caller has already answered 504
+/// and retries with the same key, so a copy in the DLQ would only bury the poison among good
+/// buys after every outage.
 pub async fn declare_work_queue(channel: &Channel, name: &str) -> anyhow::Result<()> {
     let dlq = dead_letter_queue(name);
     let mut dlq_args = FieldTable::default();
@@ -37,24 +45,15 @@ pub async fn declare_work_queue(channel: &Channel, name: &str) -> anyhow::Result
         .with_context(|| format!("declare dead-letter queue {dlq}"))?;
 
     let mut args = FieldTable::default();
-    // Quorum: replicated, durable, and it counts deliveries, which a poison message needs.
+    // Quorum: replicated, durable, and it counts deliveries (`x-delivery-count`), which is how
+    // a request that crashes its consumers is recognised.
     args.insert("x-queue-type".into(), text("quorum"));
-    // The default exchange routes by queue name, so no exchange or binding has to exist.
-    args.insert("x-dead-letter-exchange".into(), text(""));
-    // ...to `<name>.dlq`, declared above.
-    args.insert("x-dead-letter-routing-key".into(), text(&dlq));
-    // RabbitMQ 3.10 has no default limit: without one a message that crashes its consumer
-    // would be redelivered forever.
     args.insert(
         "x-delivery-limit".into(),
-        AMQPValue::LongInt(DELIVERY_LIMIT),
+        AMQPValue::LongInt(QUEUE_DELIVERY_LIMIT),
     );
-    // The queue keeps a dead letter until the DLQ has confirmed it, so a rejected request is
-    // never lost on the way (the default, at-most-once, drops it if the DLQ is unavailable).
-    args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
-    // Required by at-least-once (with drop-head it silently falls back to at-most-once). No
-    // max-length is set, so nothing is rejected for length; only a broker resource alarm
-    // makes publishes wait, and then the client times out rather than losing requests.
+    // No max-length is set, so nothing is refused for length; should one be added, publishers
+    // hear a nack (503) rather than the oldest request being dropped silently.
     args.insert("x-overflow".into(), text("reject-publish"));
     channel
         .queue_declare(name.into(), durable(), args)

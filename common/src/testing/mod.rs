@@ -1,6 +1,6 @@
 //! Helpers for integration tests: a fresh database per test, unique queue names, waiting on a
-//! condition with a deadline, a stand-in for auth's token issuer, and a look at the broker's
-//! queues. Compiled only with the `testing` feature.
+//! condition with a deadline, a stand-in for auth's token issuer, a look at the broker's
+//! queues, and a TCP relay that injects network faults. Compiled only with the `testing` feature.
 
 use std::{future::Future, time::Duration};
 
@@ -11,12 +11,14 @@ use crate::config::{DatabaseConfig, var_or};
 
 mod broker;
 mod issuer;
+mod relay;
 
 pub use broker::{
     broker_connection, consume_without_acks, delete_queue, delete_queue_on_drop, next_reply,
     publish, queue_counts, request_properties,
 };
 pub use issuer::{TestIssuer, claims_for};
+pub use relay::{FaultRelay, RelayMode};
 
 /// The server-level URL tests use to create and drop their databases.
 pub fn admin_database_url() -> String {
