@@ -130,7 +130,9 @@ chaos_start() {
         exec env ${chaos_env[$svc]:-} "$@" "$bin" serve >>"$chaos_work/$svc.log" 2>&1
     ) &
     chaos_pid[$svc]=$!
-    wait_for 60 "$svc to be ready" chaos_ready "$svc" || die "$svc did not become ready; see $chaos_work/$svc.log"
+    # CHAOS_START_WAIT=false: a start meant to crash soon, which may never answer /readyz.
+    [[ ${CHAOS_START_WAIT:-true} == false ]] ||
+        wait_for 60 "$svc to be ready" chaos_ready "$svc" || die "$svc did not become ready; see $chaos_work/$svc.log"
 }
 
 # True while the process of service $1 runs.
@@ -174,10 +176,11 @@ chaos_seed() {
         -d '{"name": "Chaos mug", "description": "Survives crashes.", "price_cents": 1250}'
 }
 
-# Runs the driver against this run's services; extra arguments pass through.
+# Runs the driver against this run's services; extra arguments pass through. The history goes
+# to CHAOS_HISTORY (default $chaos_work/history.jsonl).
 chaos_run() {
     "$chaos_bin/chaos" run --auth "$(chaos_url auth)" --products "$(chaos_url products)" \
-        --orders-db "$(chaos_db_url orders)" --out "$chaos_work/history.jsonl" "$@"
+        --orders-db "$(chaos_db_url orders)" --out "${CHAOS_HISTORY:-$chaos_work/history.jsonl}" "$@"
 }
 
 # Milliseconds since the Unix epoch, the clock of the history's at_unix_ms.
@@ -219,16 +222,16 @@ chaos_rabbitmqctl() {
 # How many queues, channels and connections the run's broker has, as "queues channels
 # connections".
 chaos_broker_counts() {
-    printf '%s %s %s\n' "$(chaos_rabbitmqctl list_queues name | wc -l)" \
-        "$(chaos_rabbitmqctl list_channels pid | wc -l)" \
-        "$(chaos_rabbitmqctl list_connections pid | wc -l)"
+    printf '%s %s %s\n' "$(chaos_rabbitmqctl list_queues --no-table-headers name | wc -l)" \
+        "$(chaos_rabbitmqctl list_channels --no-table-headers pid | wc -l)" \
+        "$(chaos_rabbitmqctl list_connections --no-table-headers pid | wc -l)"
 }
 
 # Ready messages in queue $1 of the run's broker (empty when it does not exist).
-chaos_queue_messages() { chaos_rabbitmqctl list_queues name messages_ready | awk -v q="$1" '$1 == q { print $2 }'; }
+chaos_queue_messages() { chaos_rabbitmqctl list_queues --no-table-headers name messages_ready | awk -v q="$1" '$1 == q { print $2 }'; }
 
 # Consumers on queue $1 of the run's broker.
-chaos_queue_consumers() { chaos_rabbitmqctl list_queues name consumers | awk -v q="$1" '$1 == q { print $2 }'; }
+chaos_queue_consumers() { chaos_rabbitmqctl list_queues --no-table-headers name consumers | awk -v q="$1" '$1 == q { print $2 }'; }
 
 # Resident memory of service $1 in KiB.
 chaos_rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/${chaos_pid[$1]}/status"; }

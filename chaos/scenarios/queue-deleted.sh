@@ -56,8 +56,9 @@ gone_503=$(jq -s 'map(select(.status == 503)) | length' <<<"$while_gone")
 gone_slow=$(jq -s --argjson limit $((rpc_timeout_ms + 1000)) \
     'map(select(.end_ms - .start_ms > $limit)) | length' <<<"$while_gone")
 gone_statuses=$(jq -s -c 'group_by(.status) | map({status: .[0].status, n: length})' <<<"$while_gone")
+read -r _ _ _ gone_p99 _ < <(chaos_window "$deleted_ms" "$restored_ms")
 log "while the queue was gone: $gone_buys buys, $gone_ok answered 2xx, $gone_503 answered 503, $gone_slow slower than $((rpc_timeout_ms + 1000)) ms; statuses $gone_statuses"
-chaos_result queue-deleted 2 "$(cat "$chaos_work/summary") gone_buys=$gone_buys gone_2xx=$gone_ok gone_503=$gone_503 gone_slow=$gone_slow"
+chaos_result queue-deleted 2 "$(cat "$chaos_work/summary") fault_p99_ms=$gone_p99 gone_buys=$gone_buys gone_2xx=$gone_ok gone_503=$gone_503 gone_slow=$gone_slow"
 ((gone_ok == 0)) || die "$gone_ok buys answered 2xx while the queue was gone"
 ((gone_slow == 0)) || die "$gone_slow buys took longer than the RPC timeout plus a second"
 exit "$status"

@@ -342,9 +342,9 @@ def check_ingress(r: Report, objs: list[dict], overlay: str) -> None:
 
 def expected_queues(topology_rs: str, queue: str) -> dict[str, dict]:
     """The arguments declare_work_queue passes, read from its source."""
-    limit = re.search(r"const DELIVERY_LIMIT: i32 = (\d+);", topology_rs)
-    if not limit:
-        raise ValueError("DELIVERY_LIMIT not found")
+    limits = dict(re.findall(r"\bconst (\w*DELIVERY_LIMIT): i32 = (\d+);", topology_rs))
+    if not limits:
+        raise ValueError("no DELIVERY_LIMIT constant found")
     names = {"dlq_args": f"{queue}.dlq", "args": queue}
     queues: dict[str, dict] = {n: {} for n in names.values()}
     inserts = re.findall(r"(\w+)\.insert\(\s*\"([^\"]+)\"\.into\(\),\s*(.+?)\);\s*$", topology_rs, re.M | re.S)
@@ -358,8 +358,8 @@ def expected_queues(topology_rs: str, queue: str) -> dict[str, dict]:
             parsed = m.group(1)
         elif value == "text(&dlq)":
             parsed = f"{queue}.dlq"
-        elif value == "AMQPValue::LongInt(DELIVERY_LIMIT)":
-            parsed = int(limit.group(1))
+        elif (m := re.fullmatch(r"AMQPValue::LongInt\((\w+)\)", value)) and m.group(1) in limits:
+            parsed = int(limits[m.group(1)])
         else:
             raise ValueError(f"cannot read the value of {key}: {value}")
         queues[names[table]][key] = parsed

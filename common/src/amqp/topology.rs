@@ -13,10 +13,10 @@ use lapin::{
 /// handling it.
 pub const DELIVERY_LIMIT: i32 = 5;
 
-/// The queue's own `x-delivery-limit`, a backstop past [`DELIVERY_LIMIT`]: a request returned
-/// this often was never even dead-lettered by the consumers, and the queue drops it. Written
-/// out because RabbitMQ 3.x has no default and 4.x defaults to 20.
-const QUEUE_DELIVERY_LIMIT: i32 = DELIVERY_LIMIT * 4;
+/// The queue's own `x-delivery-limit`, a backstop well past [`DELIVERY_LIMIT`]: a request
+/// returned this often was never even dead-lettered by the consumers, and the queue drops it.
+/// Written out because RabbitMQ 3.x has no default and 4.x defaults to 20.
+const QUEUE_DELIVERY_LIMIT: i32 = 20;
 
 /// The name of `queue`'s dead-letter queue: `<queue>.dlq`.
 pub fn dead_letter_queue(queue: &str) -> String {
