@@ -31,6 +31,8 @@ RUN cargo chef prepare --recipe-path recipe.json
 # images, and BuildKit compiles it once when compose builds them together.
 FROM chef AS cacher
 COPY --from=planner /src/recipe.json recipe.json
+# jemalloc's build-time options (.cargo/config.toml), so the cooked allocator is the final one.
+COPY .cargo .cargo
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 
 FROM cacher AS builder

@@ -56,33 +56,54 @@ where
         // The database's clock, so orders from every replica sort on one time line.
         created_at: NotSet,
     };
-    let inserted = order::Entity::insert(row)
+    // RETURNING gives the row as stored (with the database's created_at), so the reply is
+    // built from it and the lines already in hand: no reads after the writes.
+    let inserted = match order::Entity::insert(row)
         .on_conflict_do_nothing_on([order::Column::UserId, order::Column::DedupKey])
-        .exec(&txn)
-        .await?;
+        .exec_with_returning(&txn)
+        .await
+    {
+        // sea-orm 2.0 reports ON CONFLICT DO NOTHING ... RETURNING giving no row as "not
+        // found" rather than as a conflict; with this statement it can only be the conflict.
+        Err(DbErr::RecordNotFound(_)) => TryInsertResult::Conflicted,
+        other => other?,
+    };
     let outcome = match inserted {
-        TryInsertResult::Inserted(_) => {
-            let lines =
-                new.lines()
-                    .iter()
-                    .zip(1..)
-                    .map(|(line, line_no)| order_line::ActiveModel {
-                        order_id: Set(id),
-                        line_no: Set(line_no),
-                        product_id: Set(line.product_id()),
-                        name: Set(line.name().as_str().to_owned()),
-                        unit_price_cents: Set(line.unit_price().get()),
-                        quantity: Set(line.quantity().get()),
-                        line_total_cents: Set(line.line_total().get()),
-                    });
+        TryInsertResult::Inserted(row) => {
+            let items: Vec<OrderItem> = new
+                .lines()
+                .iter()
+                .map(|line| OrderItem {
+                    product_id: line.product_id(),
+                    name: line.name().as_str().to_owned(),
+                    unit_price_cents: line.unit_price().get(),
+                    quantity: line.quantity().get(),
+                    line_total_cents: line.line_total().get(),
+                })
+                .collect();
+            let lines = items
+                .iter()
+                .zip(1..)
+                .map(|(item, line_no)| order_line::ActiveModel {
+                    order_id: Set(id),
+                    line_no: Set(line_no),
+                    product_id: Set(item.product_id),
+                    name: Set(item.name.clone()),
+                    unit_price_cents: Set(item.unit_price_cents),
+                    quantity: Set(item.quantity),
+                    line_total_cents: Set(item.line_total_cents),
+                });
             order_line::Entity::insert_many(lines)
                 .exec_without_returning(&txn)
                 .await?;
-            let row = order::Entity::find_by_id(id)
-                .one(&txn)
-                .await?
-                .ok_or_else(|| DbErr::RecordNotFound("the order just inserted".to_owned()))?;
-            Inserted::Created(with_lines_one(&txn, row).await?)
+            Inserted::Created(Order {
+                id: row.id,
+                user_id: row.user_id,
+                status: row.status,
+                items,
+                total_cents: row.total_cents,
+                created_at: row.created_at,
+            })
         }
         TryInsertResult::Conflicted => {
             let existing = order::Entity::find()

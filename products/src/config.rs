@@ -23,7 +23,13 @@ pub struct Config {
     pub reply_mode: ReplyMode,
     /// `AUTH_JWKS_URL`: where auth publishes the keys tokens are verified with.
     pub jwks_url: String,
+    /// `CATALOG_CACHE_TTL_MS`, default 1000: how long products and listing pages are served
+    /// from memory before being read again; 0 reads the database every time.
+    pub catalog_cache_ttl: Duration,
 }
+
+/// `CATALOG_CACHE_TTL_MS` when unset: a replica sees a product another one added within it.
+pub const DEFAULT_CATALOG_CACHE_TTL: Duration = Duration::from_secs(1);
 
 impl Config {
     /// Reads the configuration; a value that does not parse is an error rather than a default.
@@ -38,6 +44,10 @@ impl Config {
             rpc_timeout: Duration::from_millis(rpc_timeout_ms),
             reply_mode: parse_or("RPC_REPLY_MODE", ReplyMode::PerRequest)?,
             jwks_url: common::config::jwks_url(),
+            catalog_cache_ttl: Duration::from_millis(parse_or(
+                "CATALOG_CACHE_TTL_MS",
+                DEFAULT_CATALOG_CACHE_TTL.as_millis() as u64,
+            )?),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The catalog service: lists and manages products, and turns a buy into an order by pricing
 //! it from its own database and asking the orders service over RabbitMQ RPC.
 
+pub mod catalog;
 pub mod config;
 pub mod domain;
 pub mod entity;

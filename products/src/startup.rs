@@ -12,6 +12,7 @@ use common::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    catalog::Catalog,
     config::Config,
     in_flight::InFlight,
     migration::{LOCK_KEY, Migrator},
@@ -49,6 +50,7 @@ impl Application {
         ));
 
         let (listener, port) = common::http::bind(config.port)?;
+        let catalog = web::Data::new(Catalog::new(db.clone(), config.catalog_cache_ttl));
         let db = web::Data::new(db);
         let broker_data = web::Data::new(broker.clone());
         let orders = web::Data::new(orders);
@@ -57,6 +59,7 @@ impl Application {
         let queue_declared = web::Data::from(queue_declared);
         let server = common::http::serve(listener, move |cfg| {
             cfg.app_data(db.clone())
+                .app_data(catalog.clone())
                 .app_data(broker_data.clone())
                 .app_data(orders.clone())
                 .app_data(verifier.clone())

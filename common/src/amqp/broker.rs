@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use lapin::{Connection, ConnectionProperties, Event};
+use lapin::{Connection, ConnectionProperties, Event, uri::AMQPUri};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -174,14 +174,29 @@ async fn supervise(url: String, tx: watch::Sender<Option<Live>>, stop: Cancellat
     }
 }
 
-async fn connect(url: &str) -> lapin::Result<Connection> {
+async fn connect(url: &str) -> anyhow::Result<Connection> {
     let name = std::env::current_exe()
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "shop".to_owned());
     // The name shows in `rabbitmqctl list_connections`, which is how an operator finds us.
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect(url, properties).await
+    Ok(Connection::connect_uri(with_frame_max(url)?, properties).await?)
+}
+
+/// The largest frame we offer RabbitMQ (it offers 128 KiB), unless `AMQP_URL` sets
+/// `frame_max` itself. lapin keeps 32 frames of buffer each way per connection, so at
+/// RabbitMQ's size that is 8 MiB of memory for requests and replies of a few hundred bytes to
+/// a few KiB; bodies larger than a frame are simply split.
+const FRAME_MAX: u32 = 8 * 1024;
+
+/// `url` parsed, with `frame_max` set to [`FRAME_MAX`] when the URL does not choose one.
+fn with_frame_max(url: &str) -> anyhow::Result<AMQPUri> {
+    let mut uri: AMQPUri = url
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("AMQP_URL is not a valid AMQP URI: {e}"))?;
+    uri.query.frame_max.get_or_insert(FRAME_MAX);
+    Ok(uri)
 }
 
 /// Returns `true` when the connection died, `false` when `stop` was cancelled first.
@@ -227,4 +242,18 @@ fn jittered(base: Duration) -> Duration {
     let random = uuid::Uuid::new_v4().as_u64_pair().0;
     let quarter = (base.as_millis() as u64 / 4).max(1);
     base + Duration::from_millis(random % quarter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_max_is_capped_unless_the_url_sets_it() {
+        let uri = with_frame_max("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
+        assert_eq!(uri.query.frame_max, Some(FRAME_MAX));
+        let uri = with_frame_max("amqp://127.0.0.1:5672/%2f?frame_max=131072").unwrap();
+        assert_eq!(uri.query.frame_max, Some(131_072));
+        assert!(with_frame_max("http://nope").is_err());
+    }
 }

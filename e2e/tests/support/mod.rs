@@ -384,6 +384,7 @@ impl System {
                 rpc_timeout: self.options.rpc_timeout,
                 reply_mode: self.options.reply_mode,
                 jwks_url: self.jwks_url(),
+                catalog_cache_ttl: products::config::DEFAULT_CATALOG_CACHE_TTL,
             },
             stop.clone(),
         )

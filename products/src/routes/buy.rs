@@ -1,5 +1,3 @@
-use std::collections::HashMap;
-
 use actix_web::{HttpRequest, HttpResponse, http::header::LOCATION, web};
 use common::{
     amqp::{CallOptions, RpcClient, RpcError},
@@ -7,16 +5,14 @@ use common::{
     jwt::AuthUser,
     messages::{CreateOrderReplyV1, CreateOrderV1, OrderLineV1},
 };
-use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde::Deserialize;
 use tracing_actix_web::RequestId;
 
 use crate::{
+    catalog::Catalog,
     domain::{BuyRequest, IdempotencyKey, Invalid},
-    entity::product,
     error::Error,
     in_flight::InFlight,
-    store,
 };
 
 /// The header a client sets so that retrying a buy cannot order twice.
@@ -86,7 +82,7 @@ pub async fn buy(
     req: HttpRequest,
     request_id: Option<RequestId>,
     body: web::Json<BuyBody>,
-    db: web::Data<DatabaseConnection>,
+    catalog: web::Data<Catalog>,
     orders: web::Data<RpcClient<CreateOrderV1>>,
     in_flight: web::Data<InFlight>,
 ) -> Result<HttpResponse, Error> {
@@ -102,7 +98,7 @@ pub async fn buy(
         None => None,
     };
 
-    let lines = price(db.get_ref(), &buy).await?;
+    let lines = price(&catalog, &buy).await?;
     let request = CreateOrderV1 {
         user_id: user.id,
         email: user.email,
@@ -140,14 +136,10 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, Invalid>
         .transpose()
 }
 
-/// Prices every line from the catalog in one query; the client never sends prices.
-async fn price(db: &impl ConnectionTrait, buy: &BuyRequest) -> Result<Vec<OrderLineV1>, Error> {
+/// Prices every line from the catalog (at most one query); the client never sends prices.
+async fn price(catalog: &Catalog, buy: &BuyRequest) -> Result<Vec<OrderLineV1>, Error> {
     let ids = buy.product_ids();
-    let found: HashMap<ProductId, product::Model> = store::find_many(db, &ids)
-        .await?
-        .into_iter()
-        .map(|p| (p.id, p))
-        .collect();
+    let found = catalog.find_many(&ids).await?;
     let unknown: Vec<ProductId> = ids
         .into_iter()
         .filter(|id| !found.contains_key(id))

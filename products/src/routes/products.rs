@@ -1,18 +1,21 @@
-use actix_web::{HttpResponse, http::header::LOCATION, web};
+use actix_web::{
+    HttpResponse,
+    http::header::{ContentType, LOCATION},
+    web,
+};
 use chrono::{DateTime, Utc};
 use common::{
     ids::ProductId,
     jwt::AuthUser,
     paging::{Paging, PagingQuery},
 };
-use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    catalog::Catalog,
     domain::{Description, ImageUrl, Invalid, NewProduct, Price, ProductName},
     entity::product,
     error::Error,
-    store,
 };
 
 /// The body of `POST /products`.
@@ -50,14 +53,14 @@ pub struct ProductBody {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<product::Model> for ProductBody {
-    fn from(row: product::Model) -> Self {
+impl From<&product::Model> for ProductBody {
+    fn from(row: &product::Model) -> Self {
         Self {
             id: row.id,
-            name: row.name,
-            description: row.description,
+            name: row.name.clone(),
+            description: row.description.clone(),
             price_cents: row.price_cents,
-            image_url: row.image_url,
+            image_url: row.image_url.clone(),
             created_at: row.created_at,
         }
     }
@@ -65,40 +68,39 @@ impl From<product::Model> for ProductBody {
 
 /// `GET /products`: one page of the catalog, oldest first.
 pub async fn list(
-    db: web::Data<DatabaseConnection>,
+    catalog: web::Data<Catalog>,
     query: web::Query<PagingQuery>,
 ) -> Result<HttpResponse, Error> {
     let paging = Paging::try_from(query.into_inner())?;
-    let rows = store::list(db.get_ref(), paging).await?;
-    let body: Vec<ProductBody> = rows.into_iter().map(ProductBody::from).collect();
-    Ok(HttpResponse::Ok().json(body))
+    let body = catalog.page(paging).await?;
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(body))
 }
 
 /// `GET /products/{id}`.
 pub async fn get(
-    db: web::Data<DatabaseConnection>,
+    catalog: web::Data<Catalog>,
     id: web::Path<ProductId>,
 ) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
-    let row = store::get(db.get_ref(), id)
-        .await?
-        .ok_or(Error::ProductNotFound(id))?;
-    Ok(HttpResponse::Ok().json(ProductBody::from(row)))
+    let row = catalog.get(id).await?.ok_or(Error::ProductNotFound(id))?;
+    Ok(HttpResponse::Ok().json(ProductBody::from(row.as_ref())))
 }
 
 /// `POST /products`: admins add a product to the catalog.
 pub async fn create(
     user: AuthUser,
-    db: web::Data<DatabaseConnection>,
+    catalog: web::Data<Catalog>,
     body: web::Json<CreateProductBody>,
 ) -> Result<HttpResponse, Error> {
     user.require_admin()?;
     let new = NewProduct::try_from(body.into_inner())?;
-    let row = store::insert(db.get_ref(), &new).await?;
+    let row = catalog.insert(&new).await?;
     tracing::info!(product_id = %row.id, admin = %user.id, "product created");
     Ok(HttpResponse::Created()
         .insert_header((LOCATION, format!("/products/{}", row.id)))
-        .json(ProductBody::from(row)))
+        .json(ProductBody::from(&row)))
 }
 
 #[cfg(test)]

@@ -83,6 +83,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         rpc_timeout: options.rpc_timeout,
         reply_mode: options.reply_mode,
         jwks_url: issuer.jwks_url().to_owned(),
+        catalog_cache_ttl: products::config::DEFAULT_CATALOG_CACHE_TTL,
     };
     let shutdown = CancellationToken::new();
     let app = Application::build(config, shutdown.clone())

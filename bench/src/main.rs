@@ -1,0 +1,534 @@
+//! `bench`: the benchmark harness. Sets up databases, queues and the release service binaries
+//! of its own on loopback, seeds them, sweeps each scenario over a range of concurrency, holds
+//! the buys against a bare broker-and-database harness and login against the argon2 bound, and
+//! writes `results.md`, `results.json` and two SVG charts. Load runs on loopback only; every
+//! loop is bounded in time and in count.
+
+mod argon;
+mod bare;
+mod chart;
+mod fixture;
+mod http;
+mod load;
+mod procfs;
+mod report;
+mod scenario;
+mod seed;
+mod stats;
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use common::messages::{CreateOrderReplyV1, CreateOrderV1, OrderLineV1};
+
+use crate::fixture::{Fixture, Role, Settings};
+use crate::load::{Pacer, Plan};
+use crate::procfs::CpuSample;
+use crate::report::{Memory, PointResult, ProcessFigures, Results, ScenarioResult};
+use crate::scenario::{Scenario, Targets};
+
+const MAX_REQUESTS: u64 = 200_000;
+/// Login runs at argon2's pace, a few dozen a second: a few seconds show it as well as ten.
+const LOGIN_MEASURED_CAP: Duration = Duration::from_secs(3);
+/// Tokio worker threads: one per core of the machine the bench was written for. The services
+/// use the same cores, so more would only add contention.
+const RUNTIME_WORKERS: usize = 2;
+/// How long the services idle after seeding before their memory is read, and after all load.
+const IDLE_BEFORE: Duration = Duration::from_secs(3);
+const IDLE_AFTER: Duration = Duration::from_secs(5);
+
+#[derive(Parser)]
+#[command(
+    about = "Benchmark harness: throughput and latency of the services against their bounds (loopback only)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Set up, seed, run every scenario's concurrency sweep, report, and clean up.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Short points (0.3 s warm-up, 2 s measured) and a sweep of 1, 8, 32: under two minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Where results and service logs go [default: target/bench, beside the binary's directory].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Where the auth, products and orders binaries are [default: the bench binary's directory].
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// First of four consecutive ports for the services [default: free ports from the kernel].
+    #[arg(long)]
+    base_port: Option<u16>,
+    /// Run only these scenarios (comma-separated names, as in the report).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// RUST_LOG for the services.
+    #[arg(long, default_value = "info")]
+    log: String,
+    /// A server-level PostgreSQL URL; the run's databases are created and dropped through it.
+    #[arg(
+        long,
+        env = "PGURL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pg_url: String,
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "bench=info".into()),
+        )
+        .init();
+    let Command::Run(args) = Cli::parse().command;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(RUNTIME_WORKERS)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Whether every scenario had successes; an error when setup failed or the run was stopped.
+async fn run(args: RunArgs) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let settings = settings(&args)?;
+    std::fs::create_dir_all(&settings.out_dir)
+        .with_context(|| format!("create {}", settings.out_dir.display()))?;
+    let out_dir = settings.out_dir.clone();
+    let mut fixture = Fixture::new(settings);
+    tracing::info!(
+        run = fixture.id,
+        out = %out_dir.display(),
+        "setting up"
+    );
+    let outcome = tokio::select! {
+        outcome = measure(&mut fixture, &args, started) => outcome,
+        signal = interrupted() => Err(anyhow::anyhow!("stopped by {signal}")),
+    };
+    fixture.teardown().await;
+    let results = outcome?;
+
+    let markdown = report::markdown(&results);
+    std::fs::write(out_dir.join("results.md"), &markdown).context("write results.md")?;
+    let json = serde_json::to_vec_pretty(&results)?;
+    std::fs::write(out_dir.join("results.json"), json).context("write results.json")?;
+    chart::write_charts(&results, &out_dir).context("draw the charts")?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(markdown.as_bytes())?;
+    stdout.flush()?;
+
+    let empty: Vec<&str> = results
+        .scenarios
+        .iter()
+        .filter(|s| s.points.iter().all(|p| p.summary.ok == 0))
+        .map(|s| s.name.as_str())
+        .collect();
+    if !empty.is_empty() {
+        tracing::error!(scenarios = ?empty, "scenarios with only errors");
+    }
+    Ok(empty.is_empty())
+}
+
+async fn interrupted() -> &'static str {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
+    require_loopback("PGURL", &args.pg_url)?;
+    require_loopback("AMQP_URL", &args.amqp_url)?;
+    let exe = std::env::current_exe().context("locate the bench binary")?;
+    let exe_dir = exe
+        .parent()
+        .context("the bench binary has no directory")?
+        .to_owned();
+    let out_dir = match &args.out {
+        Some(dir) => dir.clone(),
+        // target/release/bench writes to target/bench.
+        None => exe_dir.parent().unwrap_or(&exe_dir).join("bench"),
+    };
+    let out_dir = if out_dir.is_absolute() {
+        out_dir
+    } else {
+        std::env::current_dir()?.join(out_dir)
+    };
+    Ok(Settings {
+        pg_admin_url: args.pg_url.clone(),
+        amqp_url: args.amqp_url.clone(),
+        bin_dir: args.bin_dir.clone().unwrap_or(exe_dir),
+        out_dir,
+        service_log: args.log.clone(),
+        base_port: args.base_port,
+    })
+}
+
+/// Refuses a server that is not this machine: the bench sends load.
+fn require_loopback(what: &str, raw: &str) -> anyhow::Result<()> {
+    let url = url::Url::parse(raw).with_context(|| format!("{what} is not a URL"))?;
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!("{what} {raw} is not on loopback: refused");
+    }
+    Ok(())
+}
+
+/// Everything between setup and teardown.
+async fn measure(
+    fixture: &mut Fixture,
+    args: &RunArgs,
+    started: Instant,
+) -> anyhow::Result<Results> {
+    let (plan, sweep) = if args.quick {
+        (
+            Plan {
+                warmup: Duration::from_millis(300),
+                measured: Duration::from_secs(2),
+                max_requests: MAX_REQUESTS,
+            },
+            vec![1, 8, 32],
+        )
+    } else {
+        (
+            Plan {
+                warmup: Duration::from_secs(1),
+                measured: Duration::from_secs(10),
+                max_requests: MAX_REQUESTS,
+            },
+            vec![1, 8, 32, 64],
+        )
+    };
+    fixture.start().await?;
+    let addr = |role| fixture.service(role).addr;
+    tracing::info!("seeding");
+    let seeded = seed::seed(fixture, addr(Role::Auth), addr(Role::ProductsPerRequest)).await?;
+    // In the column order of the report.
+    let services: Vec<(String, u32)> = [
+        Role::Auth,
+        Role::ProductsPerRequest,
+        Role::ProductsDirect,
+        Role::Orders,
+    ]
+    .iter()
+    .map(|&role| (role.name().to_owned(), fixture.service(role).pid))
+    .collect();
+
+    tokio::time::sleep(IDLE_BEFORE).await;
+    let idle: Vec<Option<u64>> = services
+        .iter()
+        .map(|(_, pid)| procfs::rss_kib(*pid))
+        .collect();
+
+    let argon_secs = if args.quick { 1 } else { 3 };
+    tracing::info!(secs = argon_secs, "measuring the argon2 bound");
+    let argon2 = tokio::task::spawn_blocking(move || {
+        argon::measure(RUNTIME_WORKERS, Duration::from_secs(argon_secs))
+    })
+    .await??;
+
+    let targets = Arc::new(Targets {
+        auth: addr(Role::Auth),
+        products_per_request: addr(Role::ProductsPerRequest),
+        products_direct: addr(Role::ProductsDirect),
+        seeded,
+    });
+    let wanted = |scenario: Scenario| {
+        args.only.is_empty() || args.only.iter().any(|name| name == scenario.name())
+    };
+    let mut scenarios = Vec::new();
+    for scenario in Scenario::HTTP.into_iter().filter(|&s| wanted(s)) {
+        let mut plan = plan;
+        if scenario == Scenario::Login {
+            plan.measured = plan.measured.min(LOGIN_MEASURED_CAP);
+        }
+        let targets = targets.clone();
+        let worker = move |_, pacer| scenario::http_worker(scenario, targets.clone(), pacer);
+        scenarios.push(run_sweep(scenario, &sweep, plan, &services, worker).await?);
+    }
+
+    if wanted(Scenario::OrdersDirect) {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let broker = common::amqp::Broker::start(fixture.settings.amqp_url.clone(), stop.clone());
+        if !broker.wait_connected(Duration::from_secs(10)).await {
+            bail!("the orders-direct client could not connect to RabbitMQ");
+        }
+        let client = common::amqp::RpcClient::<CreateOrderV1>::new(
+            broker.clone(),
+            fixture.queue.clone(),
+            common::amqp::ReplyMode::Direct,
+            bare::CALL_TIMEOUT,
+        );
+        let worker = move |_, pacer| orders_worker(client.clone(), pacer);
+        let result = run_sweep(Scenario::OrdersDirect, &sweep, plan, &services, worker).await;
+        stop.cancel();
+        broker.close().await;
+        scenarios.push(result?);
+    }
+
+    let bare_db = fixture.database_url("bare")?;
+    bare::prepare_database(&bare_db).await?;
+    let amqp = fixture.settings.amqp_url.clone();
+    let server = bare::Server::start(&amqp, &fixture.bare_queue, &bare_db).await?;
+    for (scenario, mode) in [
+        (Scenario::BarePerRequest, bare::Mode::PerRequest),
+        (Scenario::BareDirect, bare::Mode::Direct),
+    ]
+    .into_iter()
+    .filter(|&(s, _)| wanted(s))
+    {
+        let client = Arc::new(bare::Client::connect(&amqp, &fixture.bare_queue, mode).await?);
+        let worker = {
+            let client = client.clone();
+            move |_, pacer| bare_worker(client.clone(), pacer)
+        };
+        let result = run_sweep(scenario, &sweep, plan, &[], worker).await;
+        if let Ok(client) = Arc::try_unwrap(client) {
+            client.close().await;
+        }
+        scenarios.push(result?);
+    }
+    server.stop().await;
+
+    tracing::info!(
+        secs = IDLE_AFTER.as_secs(),
+        "load done; idling before the last memory reading"
+    );
+    tokio::time::sleep(IDLE_AFTER).await;
+    let memory = services
+        .iter()
+        .zip(idle)
+        .map(|((name, pid), idle_kib)| Memory {
+            service: name.clone(),
+            idle_kib,
+            after_kib: procfs::rss_kib(*pid),
+        })
+        .collect();
+
+    let mut results = Results {
+        date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        run_id: fixture.id.clone(),
+        machine: report::Machine::detect(),
+        mode: if args.quick { "quick" } else { "full" }.to_owned(),
+        warmup_secs: plan.warmup.as_secs_f64(),
+        measured_secs: plan.measured.as_secs_f64(),
+        max_requests: plan.max_requests,
+        harness: format!(
+            "tokio multi-thread runtime with {RUNTIME_WORKERS} worker threads; HTTP client: \
+             hyper 1 HTTP/1.1 client connections, one keep-alive connection per worker and \
+             server, no pool, {} s request timeout; bare harness: lapin client and server on \
+             two connections of the bench process (so its CPU column covers both), {} s call \
+             timeout; login measured for at most {} s",
+            http::REQUEST_TIMEOUT.as_secs(),
+            bare::CALL_TIMEOUT.as_secs(),
+            LOGIN_MEASURED_CAP.as_secs()
+        ),
+        memory,
+        argon2,
+        scenarios,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    };
+    report::fill_ratios(&mut results);
+    Ok(results)
+}
+
+async fn bare_worker(client: Arc<bare::Client>, mut pacer: Pacer) -> anyhow::Result<Pacer> {
+    let mut rng = SmallRng::from_rng(&mut rand::rng());
+    while let Some(phase) = pacer.next() {
+        let start = tokio::time::Instant::now();
+        let outcome = client.call(&mut rng).await;
+        pacer.record(phase, start, outcome);
+    }
+    Ok(pacer)
+}
+
+/// Sends orders what products would for a buy of 1-3 lines, by a random buyer, with a fresh
+/// key: orders does not check that users or products exist, so none are needed.
+async fn orders_worker(
+    client: common::amqp::RpcClient<CreateOrderV1>,
+    mut pacer: Pacer,
+) -> anyhow::Result<Pacer> {
+    use rand::Rng;
+    let mut rng = SmallRng::from_rng(&mut rand::rng());
+    while let Some(phase) = pacer.next() {
+        let lines = (0..rng.random_range(1..=3))
+            .map(|i| OrderLineV1 {
+                product_id: common::ids::ProductId::new(),
+                name: format!("Product {i}"),
+                unit_price_cents: rng.random_range(100..10_000),
+                quantity: rng.random_range(1..=3),
+            })
+            .collect();
+        let request = CreateOrderV1 {
+            user_id: common::ids::UserId::new(),
+            email: "buyer@example.com".to_owned(),
+            lines,
+            idempotency_key: Some(uuid::Uuid::new_v4().to_string()),
+        };
+        let start = tokio::time::Instant::now();
+        let outcome = match client.call(&request, Default::default()).await {
+            Ok(CreateOrderReplyV1::Order(_)) => Ok(()),
+            Ok(CreateOrderReplyV1::Problem(p)) => Err(format!("problem {}", p.status)),
+            Err(e) => Err(e.to_string()),
+        };
+        pacer.record(phase, start, outcome);
+    }
+    Ok(pacer)
+}
+
+fn cpu_samples(pids: &[(String, u32)]) -> Vec<Option<CpuSample>> {
+    pids.iter().map(|(_, pid)| CpuSample::take(*pid)).collect()
+}
+
+/// Runs `scenario` at each concurrency of `sweep`, reading the CPU of `services` and of the
+/// bench over each measured run and their memory at its end.
+async fn run_sweep<W, Fut>(
+    scenario: Scenario,
+    sweep: &[usize],
+    plan: Plan,
+    services: &[(String, u32)],
+    worker: W,
+) -> anyhow::Result<ScenarioResult>
+where
+    W: Fn(usize, Pacer) -> Fut,
+    Fut: Future<Output = anyhow::Result<Pacer>> + Send + 'static,
+{
+    let me = vec![("bench".to_owned(), std::process::id())];
+    let mut points = Vec::with_capacity(sweep.len());
+    for &concurrency in sweep {
+        let (mut before, mut after) = (None, None);
+        let run = load::run_point(
+            concurrency,
+            plan,
+            &worker,
+            || before = Some((cpu_samples(services), cpu_samples(&me))),
+            || after = Some((cpu_samples(services), cpu_samples(&me))),
+        )
+        .await
+        .with_context(|| format!("{} at C={concurrency}", scenario.name()))?;
+        let (Some(before), Some(after)) = (before, after) else {
+            bail!("a point ended without its CPU readings");
+        };
+        let share = |a: &Option<CpuSample>, b: &Option<CpuSample>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.percent_until(b)),
+            _ => None,
+        };
+        let figures = services
+            .iter()
+            .zip(before.0.iter().zip(&after.0))
+            .map(|((name, pid), (a, b))| ProcessFigures {
+                service: name.clone(),
+                rss_kib: procfs::rss_kib(*pid),
+                cpu_percent: share(a, b),
+            })
+            .collect();
+        let summary = run.tally.summarize(run.wall);
+        tracing::info!(
+            scenario = scenario.name(),
+            concurrency,
+            requests = summary.requests,
+            throughput = format!("{:.1}", summary.throughput),
+            p99_ms = summary.p99_ms,
+            errors = summary.errors,
+            "point done"
+        );
+        points.push(PointResult {
+            concurrency,
+            summary,
+            services: figures,
+            bench_cpu_percent: share(&before.1[0], &after.1[0]),
+            ratio_to_bound: None,
+        });
+    }
+    Ok(ScenarioResult {
+        name: scenario.name().to_owned(),
+        description: scenario.describe().to_owned(),
+        bound: scenario.bound().map(|b| b.name().to_owned()),
+        points,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_servers_are_accepted() {
+        for ok in [
+            "postgres://postgres@127.0.0.1:5432/postgres",
+            "amqp://guest:guest@localhost:5672/%2f",
+            "amqp://guest:guest@[::1]:5672/%2f",
+        ] {
+            assert!(require_loopback("t", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "postgres://db.internal:5432/x",
+            "amqp://10.0.0.5:5672/%2f",
+            "nonsense",
+        ] {
+            assert!(require_loopback("t", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_default_output_sits_beside_the_binary_directory() {
+        let args = Cli::parse_from(["bench", "run", "--quick"]);
+        let Command::Run(args) = args.command;
+        let settings = settings(&args).unwrap();
+        let exe_dir = std::env::current_exe()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_owned();
+        assert_eq!(settings.bin_dir, exe_dir);
+        assert_eq!(settings.out_dir, exe_dir.parent().unwrap().join("bench"));
+        assert!(args.quick);
+    }
+}
