@@ -63,11 +63,6 @@ impl Catalog {
         Self { db, caches }
     }
 
-    /// The database behind the catalog, for what the caches do not cover.
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.db
-    }
-
     /// One page of the listing, oldest first, as its JSON body.
     pub async fn page(&self, paging: Paging) -> Result<Bytes, Error> {
         let Some(caches) = &self.caches else {
