@@ -17,7 +17,6 @@ mod seed;
 mod stats;
 
 use std::io::Write;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,9 +30,10 @@ use common::messages::{CreateOrderReplyV1, CreateOrderV1, OrderLineV1};
 
 use crate::fixture::{Fixture, Role, Settings};
 use crate::load::{Pacer, Plan};
-use crate::procfs::CpuSample;
-use crate::report::{Memory, PointResult, ProcessFigures, Results, ScenarioResult};
+use crate::procfs::{CpuSample, GroupSample};
+use crate::report::{Memory, PointResult, ProcessFigures, Results, RunFigures, ScenarioResult};
 use crate::scenario::{Scenario, Targets};
+use crate::stats::Summary;
 
 const MAX_REQUESTS: u64 = 200_000;
 /// Login runs at argon2's pace, a few dozen a second: a few seconds show it as well as ten.
@@ -74,6 +74,9 @@ struct RunArgs {
     /// First of four consecutive ports for the services [default: free ports from the kernel].
     #[arg(long)]
     base_port: Option<u16>,
+    /// How many times each point runs; the report gives the medians [default: 3, --quick: 1].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=9))]
+    runs: Option<u16>,
     /// Run only these scenarios (comma-separated names, as in the report).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -207,18 +210,8 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     })
 }
 
-/// Refuses a server that is not this machine: the bench sends load.
-fn require_loopback(what: &str, raw: &str) -> anyhow::Result<()> {
-    let url = url::Url::parse(raw).with_context(|| format!("{what} is not a URL"))?;
-    let host = url.host_str().unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        bail!("{what} {raw} is not on loopback: refused");
-    }
-    Ok(())
-}
+// The bench sends load: it refuses a server that is not this machine.
+use common::testing::require_loopback;
 
 /// Everything between setup and teardown.
 async fn measure(
@@ -245,6 +238,7 @@ async fn measure(
             vec![1, 8, 32, 64],
         )
     };
+    let runs = usize::from(args.runs.unwrap_or(if args.quick { 1 } else { 3 }));
     fixture.start().await?;
     let addr = |role| fixture.service(role).addr;
     tracing::info!("seeding");
@@ -269,7 +263,7 @@ async fn measure(
     let argon_secs = if args.quick { 1 } else { 3 };
     tracing::info!(secs = argon_secs, "measuring the argon2 bound");
     let argon2 = tokio::task::spawn_blocking(move || {
-        argon::measure(RUNTIME_WORKERS, Duration::from_secs(argon_secs))
+        argon::measure_runs(RUNTIME_WORKERS, Duration::from_secs(argon_secs), runs)
     })
     .await??;
 
@@ -290,7 +284,7 @@ async fn measure(
         }
         let targets = targets.clone();
         let worker = move |_, pacer| scenario::http_worker(scenario, targets.clone(), pacer);
-        scenarios.push(run_sweep(scenario, &sweep, plan, &services, worker).await?);
+        scenarios.push(run_sweep(scenario, &sweep, plan, runs, &services, worker).await?);
     }
 
     if wanted(Scenario::OrdersDirect) {
@@ -306,7 +300,15 @@ async fn measure(
             bare::CALL_TIMEOUT,
         );
         let worker = move |_, pacer| orders_worker(client.clone(), pacer);
-        let result = run_sweep(Scenario::OrdersDirect, &sweep, plan, &services, worker).await;
+        let result = run_sweep(
+            Scenario::OrdersDirect,
+            &sweep,
+            plan,
+            runs,
+            &services,
+            worker,
+        )
+        .await;
         stop.cancel();
         broker.close().await;
         scenarios.push(result?);
@@ -328,7 +330,7 @@ async fn measure(
             let client = client.clone();
             move |_, pacer| bare_worker(client.clone(), pacer)
         };
-        let result = run_sweep(scenario, &sweep, plan, &[], worker).await;
+        let result = run_sweep(scenario, &sweep, plan, runs, &[], worker).await;
         if let Ok(client) = Arc::try_unwrap(client) {
             client.close().await;
         }
@@ -359,6 +361,7 @@ async fn measure(
         mode: if args.quick { "quick" } else { "full" }.to_owned(),
         warmup_secs: plan.warmup.as_secs_f64(),
         measured_secs: plan.measured.as_secs_f64(),
+        runs,
         max_requests: plan.max_requests,
         harness: format!(
             "tokio multi-thread runtime with {RUNTIME_WORKERS} worker threads; HTTP client: \
@@ -427,12 +430,45 @@ fn cpu_samples(pids: &[(String, u32)]) -> Vec<Option<CpuSample>> {
     pids.iter().map(|(_, pid)| CpuSample::take(*pid)).collect()
 }
 
-/// Runs `scenario` at each concurrency of `sweep`, reading the CPU of `services` and of the
-/// bench over each measured run and their memory at its end.
+/// The processes of the broker and of the database, by the names their servers run under,
+/// in the order of [`report::INFRA_COLUMNS`].
+fn infra_pids() -> Vec<(&'static str, Vec<u32>)> {
+    vec![
+        ("rabbitmq", procfs::pids_named(|comm| comm == "beam.smp")),
+        ("postgresql", procfs::pids_named(|comm| comm == "postgres")),
+    ]
+}
+
+/// What the kernel says about one run of a point.
+struct RunReading {
+    summary: Summary,
+    services: Vec<ProcessFigures>,
+    infra: Vec<ProcessFigures>,
+    bench_cpu_percent: Option<f64>,
+}
+
+impl RunReading {
+    /// CPU ms of every process read, per successful request.
+    fn cpu_ms_per_request(&self) -> Option<f64> {
+        let percent: f64 = self
+            .services
+            .iter()
+            .chain(&self.infra)
+            .filter_map(|f| f.cpu_percent)
+            .chain(self.bench_cpu_percent)
+            .sum();
+        (self.summary.throughput > 0.0).then(|| percent / 100.0 / self.summary.throughput * 1e3)
+    }
+}
+
+/// Runs `scenario` at each concurrency of `sweep`, `runs` times at each, reading the CPU of
+/// `services`, of the broker and the database and of the bench over each measured run and
+/// their memory at its end. A point's figures are the medians of its runs.
 async fn run_sweep<W, Fut>(
     scenario: Scenario,
     sweep: &[usize],
     plan: Plan,
+    runs: usize,
     services: &[(String, u32)],
     worker: W,
 ) -> anyhow::Result<ScenarioResult>
@@ -443,49 +479,21 @@ where
     let me = vec![("bench".to_owned(), std::process::id())];
     let mut points = Vec::with_capacity(sweep.len());
     for &concurrency in sweep {
-        let (mut before, mut after) = (None, None);
-        let run = load::run_point(
-            concurrency,
-            plan,
-            &worker,
-            || before = Some((cpu_samples(services), cpu_samples(&me))),
-            || after = Some((cpu_samples(services), cpu_samples(&me))),
-        )
-        .await
-        .with_context(|| format!("{} at C={concurrency}", scenario.name()))?;
-        let (Some(before), Some(after)) = (before, after) else {
-            bail!("a point ended without its CPU readings");
-        };
-        let share = |a: &Option<CpuSample>, b: &Option<CpuSample>| match (a, b) {
-            (Some(a), Some(b)) => Some(a.percent_until(b)),
-            _ => None,
-        };
-        let figures = services
-            .iter()
-            .zip(before.0.iter().zip(&after.0))
-            .map(|((name, pid), (a, b))| ProcessFigures {
-                service: name.clone(),
-                rss_kib: procfs::rss_kib(*pid),
-                cpu_percent: share(a, b),
-            })
-            .collect();
-        let summary = run.tally.summarize(run.wall);
-        tracing::info!(
-            scenario = scenario.name(),
-            concurrency,
-            requests = summary.requests,
-            throughput = format!("{:.1}", summary.throughput),
-            p99_ms = summary.p99_ms,
-            errors = summary.errors,
-            "point done"
-        );
-        points.push(PointResult {
-            concurrency,
-            summary,
-            services: figures,
-            bench_cpu_percent: share(&before.1[0], &after.1[0]),
-            ratio_to_bound: None,
-        });
+        let mut readings = Vec::with_capacity(runs);
+        for _ in 0..runs.max(1) {
+            let reading = run_once(scenario, concurrency, plan, services, &me, &worker).await?;
+            tracing::info!(
+                scenario = scenario.name(),
+                concurrency,
+                requests = reading.summary.requests,
+                throughput = format!("{:.1}", reading.summary.throughput),
+                p99_ms = reading.summary.p99_ms,
+                errors = reading.summary.errors,
+                "run done"
+            );
+            readings.push(reading);
+        }
+        points.push(median_point(concurrency, &readings)?);
     }
     Ok(ScenarioResult {
         name: scenario.name().to_owned(),
@@ -495,27 +503,107 @@ where
     })
 }
 
+async fn run_once<W, Fut>(
+    scenario: Scenario,
+    concurrency: usize,
+    plan: Plan,
+    services: &[(String, u32)],
+    me: &[(String, u32)],
+    worker: &W,
+) -> anyhow::Result<RunReading>
+where
+    W: Fn(usize, Pacer) -> Fut,
+    Fut: Future<Output = anyhow::Result<Pacer>> + Send + 'static,
+{
+    let infra = infra_pids();
+    let infra_samples = || -> Vec<GroupSample> {
+        infra
+            .iter()
+            .map(|(_, pids)| GroupSample::take(pids))
+            .collect()
+    };
+    let (mut before, mut after) = (None, None);
+    let run = load::run_point(
+        concurrency,
+        plan,
+        worker,
+        || before = Some((cpu_samples(services), cpu_samples(me), infra_samples())),
+        || after = Some((cpu_samples(services), cpu_samples(me), infra_samples())),
+    )
+    .await
+    .with_context(|| format!("{} at C={concurrency}", scenario.name()))?;
+    let (Some(before), Some(after)) = (before, after) else {
+        bail!("a point ended without its CPU readings");
+    };
+    let share = |a: &Option<CpuSample>, b: &Option<CpuSample>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.percent_until(b)),
+        _ => None,
+    };
+    Ok(RunReading {
+        summary: run.tally.summarize(run.wall),
+        services: services
+            .iter()
+            .zip(before.0.iter().zip(&after.0))
+            .map(|((name, pid), (a, b))| ProcessFigures {
+                service: name.clone(),
+                rss_kib: procfs::rss_kib(*pid),
+                cpu_percent: share(a, b),
+            })
+            .collect(),
+        infra: infra
+            .iter()
+            .zip(before.2.iter().zip(&after.2))
+            .map(|((name, pids), (a, b))| ProcessFigures {
+                service: (*name).to_owned(),
+                rss_kib: None,
+                cpu_percent: (!pids.is_empty()).then(|| a.percent_until(b)),
+            })
+            .collect(),
+        bench_cpu_percent: share(&before.1[0], &after.1[0]),
+    })
+}
+
+/// One point from its runs: the medians of their figures, and the memory of the last.
+fn median_point(concurrency: usize, readings: &[RunReading]) -> anyhow::Result<PointResult> {
+    let summaries: Vec<Summary> = readings.iter().map(|r| r.summary.clone()).collect();
+    let summary = Summary::median_of(&summaries).context("a point without runs")?;
+    let last = readings.last().context("a point without runs")?;
+    let median_of = |figures: &[ProcessFigures], pick: fn(&RunReading) -> &[ProcessFigures]| {
+        figures
+            .iter()
+            .enumerate()
+            .map(|(i, figure)| ProcessFigures {
+                service: figure.service.clone(),
+                rss_kib: figure.rss_kib,
+                cpu_percent: stats::median(
+                    readings.iter().filter_map(|r| pick(r).get(i)?.cpu_percent),
+                ),
+            })
+            .collect()
+    };
+    Ok(PointResult {
+        concurrency,
+        summary,
+        services: median_of(&last.services, |r| &r.services),
+        infra: median_of(&last.infra, |r| &r.infra),
+        bench_cpu_percent: stats::median(readings.iter().filter_map(|r| r.bench_cpu_percent)),
+        cpu_ms_per_request: stats::median(
+            readings.iter().filter_map(RunReading::cpu_ms_per_request),
+        ),
+        runs: readings
+            .iter()
+            .map(|r| RunFigures {
+                throughput: r.summary.throughput,
+                p99_ms: r.summary.p99_ms,
+            })
+            .collect(),
+        ratio_to_bound: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_loopback_servers_are_accepted() {
-        for ok in [
-            "postgres://postgres@127.0.0.1:5432/postgres",
-            "amqp://guest:guest@localhost:5672/%2f",
-            "amqp://guest:guest@[::1]:5672/%2f",
-        ] {
-            assert!(require_loopback("t", ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "postgres://db.internal:5432/x",
-            "amqp://10.0.0.5:5672/%2f",
-            "nonsense",
-        ] {
-            assert!(require_loopback("t", bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn the_default_output_sits_beside_the_binary_directory() {

@@ -1,6 +1,7 @@
 //! What the kernel says about a process: its resident memory (`/proc/<pid>/status`) and the CPU
 //! time it has used (`/proc/<pid>/stat`), turned into a CPU share over a stretch of wall time.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Resident memory in KiB: the `VmRSS` line of a `/proc/<pid>/status` text.
@@ -33,6 +34,21 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_cpu_ticks(&stat)
+}
+
+/// The pids of every process whose command name (`/proc/<pid>/comm`) `wanted` accepts, such as
+/// a broker's or a database's processes, which the bench did not start.
+pub fn pids_named(wanted: impl Fn(&str) -> bool) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| wanted(comm.trim_end()))
+        })
+        .collect()
 }
 
 /// Clock ticks per second, the unit of `/proc/<pid>/stat`'s times.
@@ -70,6 +86,43 @@ impl CpuSample {
             later.at.saturating_duration_since(self.at),
         )
     }
+}
+
+/// The CPU time of a group of processes at one moment: a server made of many processes.
+#[derive(Debug, Clone)]
+pub struct GroupSample {
+    ticks: HashMap<u32, u64>,
+    at: Instant,
+}
+
+impl GroupSample {
+    /// The CPU time each of `pids` has used so far; those already gone are left out.
+    pub fn take(pids: &[u32]) -> Self {
+        Self {
+            ticks: pids
+                .iter()
+                .filter_map(|&pid| Some((pid, cpu_ticks(pid)?)))
+                .collect(),
+            at: Instant::now(),
+        }
+    }
+
+    /// The share of one core the group used between `self` and `later`, in percent, over the
+    /// processes present at both moments: one that started or ended between them is missed.
+    pub fn percent_until(&self, later: &Self) -> f64 {
+        cpu_percent(
+            group_ticks_between(&self.ticks, &later.ticks),
+            ticks_per_second(),
+            later.at.saturating_duration_since(self.at),
+        )
+    }
+}
+
+fn group_ticks_between(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> u64 {
+    after
+        .iter()
+        .filter_map(|(pid, &t)| Some(t.saturating_sub(*before.get(pid)?)))
+        .sum()
 }
 
 /// `ticks` of CPU time at `per_second` ticks a second, over `wall`, as percent of one core.
@@ -127,6 +180,22 @@ mod tests {
         let percent = cpu_percent(200, 100, Duration::from_secs(1));
         assert!((percent - 200.0).abs() < 1e-9, "{percent}");
         assert_eq!(cpu_percent(10, 100, Duration::ZERO), 0.0);
+    }
+
+    #[test]
+    fn a_group_counts_only_the_processes_present_at_both_samples() {
+        let before = HashMap::from([(1, 100), (2, 50), (3, 7)]);
+        // 3 has exited, 4 has started: neither is counted.
+        let after = HashMap::from([(1, 160), (2, 55), (4, 900)]);
+        assert_eq!(group_ticks_between(&before, &after), 65);
+    }
+
+    #[test]
+    fn this_process_is_found_by_its_command_name() {
+        let me = std::fs::read_to_string("/proc/self/comm").unwrap();
+        let pids = pids_named(|comm| comm == me.trim_end());
+        assert!(pids.contains(&std::process::id()), "{pids:?}");
+        assert!(pids_named(|_| false).is_empty());
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct Results {
     pub mode: String,
     pub warmup_secs: f64,
     pub measured_secs: f64,
+    /// How many times each point ran; its figures are the medians.
+    pub runs: usize,
     pub max_requests: u64,
     /// How the bench runs its own work (tokio runtime, HTTP client).
     pub harness: String,
@@ -92,8 +94,22 @@ pub struct PointResult {
     pub services: Vec<ProcessFigures>,
     /// The bench process itself (client, and for bare rows the server side too).
     pub bench_cpu_percent: Option<f64>,
+    /// The broker's and the database's processes (`rabbitmq`, `postgresql`): CPU only.
+    pub infra: Vec<ProcessFigures>,
+    /// CPU time of every process above (services, broker, database, bench) per successful
+    /// request, in milliseconds: what one request costs the machine.
+    pub cpu_ms_per_request: Option<f64>,
+    /// Each run's throughput and p99, in the order they ran; the figures above are medians.
+    pub runs: Vec<RunFigures>,
     /// This point's throughput over its bound's at the same concurrency.
     pub ratio_to_bound: Option<f64>,
+}
+
+/// One run of a point.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFigures {
+    pub throughput: f64,
+    pub p99_ms: f64,
 }
 
 /// A process over one point: RSS at its end, CPU over it.
@@ -143,6 +159,8 @@ pub fn fill_ratios(results: &mut Results) {
 /// The services in the column order of the scenario tables.
 pub const SERVICE_COLUMNS: [&str; 4] =
     ["auth", "products-per-request", "products-direct", "orders"];
+/// The servers the services use, in the column order of the scenario tables.
+pub const INFRA_COLUMNS: [&str; 2] = ["rabbitmq", "postgresql"];
 
 fn mib(kib: Option<u64>) -> String {
     kib.map_or_else(|| "–".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0))
@@ -183,9 +201,12 @@ pub fn markdown(results: &Results) -> String {
     );
     let _ = writeln!(
         out,
-        "- req/s counts successful requests; latencies are of successful requests only. \
-         Service cells are RSS in MiB at the end of the point and CPU over the point in % of \
-         one core."
+        "- Each point ran {} time(s) in a row; req/s, latencies and CPU are the medians of \
+         its runs, and the last column lists each run's req/s. req/s counts successful \
+         requests; latencies are of successful requests only. Service cells are RSS in MiB at \
+         the end of the point and CPU over the point in % of one core; CPU ms/req is the CPU \
+         time of the services, RabbitMQ, PostgreSQL and the bench per successful request.",
+        results.runs
     );
 
     let _ = writeln!(out, "\n## Memory (RSS, MiB)\n");
@@ -205,9 +226,18 @@ pub fn markdown(results: &Results) -> String {
     let _ = writeln!(out, "\n## argon2 bound\n");
     let _ = writeln!(
         out,
-        "{} verifications ({}) in {:.2} s on {} threads: **{:.1}/s**, the most logins this \
-         machine can do with every core hashing.",
-        a.verifications, a.params, a.secs, a.threads, a.per_sec
+        "{} verifications ({}) in {:.2} s on {} threads in the median run: **{:.1}/s**, the \
+         most logins this machine can do with every core hashing (each run: {}/s).",
+        a.verifications,
+        a.params,
+        a.secs,
+        a.threads,
+        a.per_sec,
+        a.runs_per_sec
+            .iter()
+            .map(|r| format!("{r:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 
     for scenario in &results.scenarios {
@@ -223,8 +253,12 @@ pub fn markdown(results: &Results) -> String {
                 rule.push_str("---|");
             }
         }
-        header.push_str(" bench CPU |");
-        rule.push_str("---:|");
+        for name in INFRA_COLUMNS {
+            let _ = write!(header, " {name} CPU |");
+            rule.push_str("---:|");
+        }
+        header.push_str(" bench CPU | CPU ms/req | req/s of each run |");
+        rule.push_str("---:|---:|---|");
         if let Some(bound) = &scenario.bound {
             let _ = write!(header, " vs {bound} |");
             rule.push_str("---:|");
@@ -258,7 +292,27 @@ pub fn markdown(results: &Results) -> String {
                     let _ = write!(out, " {cell} |");
                 }
             }
-            let _ = write!(out, " {} |", percent(p.bench_cpu_percent));
+            for name in INFRA_COLUMNS {
+                let cpu = p
+                    .infra
+                    .iter()
+                    .find(|f| f.service == name)
+                    .and_then(|f| f.cpu_percent);
+                let _ = write!(out, " {} |", percent(cpu));
+            }
+            let runs: Vec<String> = p
+                .runs
+                .iter()
+                .map(|r| format!("{:.0}", r.throughput))
+                .collect();
+            let _ = write!(
+                out,
+                " {} | {} | {} |",
+                percent(p.bench_cpu_percent),
+                p.cpu_ms_per_request
+                    .map_or_else(|| "–".to_owned(), |ms| format!("{ms:.2}")),
+                runs.join(", ")
+            );
             if scenario.bound.is_some() {
                 let ratio = p
                     .ratio_to_bound
@@ -307,6 +361,22 @@ pub(crate) mod tests {
             },
             services: Vec::new(),
             bench_cpu_percent: Some(12.4),
+            infra: vec![ProcessFigures {
+                service: "rabbitmq".to_owned(),
+                rss_kib: None,
+                cpu_percent: Some(61.0),
+            }],
+            cpu_ms_per_request: Some(1.25),
+            runs: vec![
+                RunFigures {
+                    throughput: throughput - 10.0,
+                    p99_ms: 4.0,
+                },
+                RunFigures {
+                    throughput,
+                    p99_ms: 4.0,
+                },
+            ],
             ratio_to_bound: None,
         }
     }
@@ -339,6 +409,7 @@ pub(crate) mod tests {
             mode: "quick".to_owned(),
             warmup_secs: 0.3,
             measured_secs: 2.0,
+            runs: 2,
             max_requests: 200_000,
             harness: "test".to_owned(),
             memory: vec![Memory {
@@ -352,6 +423,7 @@ pub(crate) mod tests {
                 secs: 2.0,
                 per_sec: 75.0,
                 params: "m=19456,t=2,p=1".to_owned(),
+                runs_per_sec: vec![75.0, 70.0, 80.0],
             },
             scenarios: vec![
                 ScenarioResult {
@@ -400,32 +472,43 @@ pub(crate) mod tests {
         );
         assert!(md.contains("| orders | 10.0 | 15.5 |"), "{md}");
         assert!(
-            md.contains("150 verifications (m=19456,t=2,p=1) in 2.00 s on 2 threads: **75.0/s**"),
+            md.contains(
+                "150 verifications (m=19456,t=2,p=1) in 2.00 s on 2 threads in the median run: \
+                 **75.0/s**, the most logins this machine can do with every core hashing (each \
+                 run: 75.0, 70.0, 80.0/s)."
+            ),
             "{md}"
         );
         assert!(
             md.contains(
                 "| C | requests | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | auth | \
-                 products-per-request | products-direct | orders | bench CPU | vs bare-direct |"
+                 products-per-request | products-direct | orders | rabbitmq CPU | postgresql CPU \
+                 | bench CPU | CPU ms/req | req/s of each run | vs bare-direct |"
             ),
             "{md}"
         );
         assert!(
             md.contains(
                 "| 8 | 102 | 300.0 | 1.50 | 3.25 | 4.00 | 9.50 | 2 | – | – | – | \
-                 20.0 MiB, 33% | 12% | 0.25 |"
+                 20.0 MiB, 33% | 61% | – | 12% | 1.25 | 290, 300 | 0.25 |"
             ),
             "{md}"
         );
         assert!(md.contains("| 32 | 100 | 100.0 |"), "{md}");
         assert!(
-            md.contains("| 8 | 100 | 60.0 | 1.50 | 3.25 | 4.00 | 9.50 | 0 | 12% | 0.80 |"),
+            md.contains(
+                "| 8 | 100 | 60.0 | 1.50 | 3.25 | 4.00 | 9.50 | 0 | 61% | – | 12% | 1.25 | 50, 60 \
+                 | 0.80 |"
+            ),
             "{md}"
         );
         assert!(md.contains("Errors at C=8: 504 ×2"), "{md}");
         // The bare table has neither service columns nor a ratio.
         assert!(
-            md.contains("| 8 | 100 | 1200.0 | 1.50 | 3.25 | 4.00 | 9.50 | 0 | 12% |\n"),
+            md.contains(
+                "| 8 | 100 | 1200.0 | 1.50 | 3.25 | 4.00 | 9.50 | 0 | 61% | – | 12% | 1.25 | \
+                 1190, 1200 |\n"
+            ),
             "{md}"
         );
     }

@@ -117,6 +117,47 @@ pub struct Summary {
     pub error_kinds: BTreeMap<String, u64>,
 }
 
+/// The median of `values` (the mean of the middle two for an even count), or `None` if empty.
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut values: Vec<f64> = values.into_iter().collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+impl Summary {
+    /// Several runs of one point as one: the median of each rate and latency figure, and the
+    /// counts added up. `None` for no runs.
+    pub fn median_of(runs: &[Summary]) -> Option<Summary> {
+        let of = |figure: fn(&Summary) -> f64| median(runs.iter().map(figure));
+        let mut error_kinds = BTreeMap::new();
+        for run in runs {
+            for (kind, n) in &run.error_kinds {
+                *error_kinds.entry(kind.clone()).or_default() += n;
+            }
+        }
+        Some(Summary {
+            requests: runs.iter().map(|r| r.requests).sum(),
+            ok: runs.iter().map(|r| r.ok).sum(),
+            errors: runs.iter().map(|r| r.errors).sum(),
+            wall_secs: runs.iter().map(|r| r.wall_secs).sum(),
+            throughput: of(|r| r.throughput)?,
+            p50_ms: of(|r| r.p50_ms)?,
+            p95_ms: of(|r| r.p95_ms)?,
+            p99_ms: of(|r| r.p99_ms)?,
+            max_ms: of(|r| r.max_ms)?,
+            error_kinds,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +218,45 @@ mod tests {
         assert_eq!(merged, all.summarize(wall));
         assert_eq!(merged.errors, 3);
         assert_eq!(merged.error_kinds["timeout"], 2);
+    }
+
+    #[test]
+    fn the_median_is_the_middle_value_or_the_mean_of_the_middle_two() {
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median([7.0]), Some(7.0));
+        assert_eq!(median(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn runs_merge_into_medians_of_their_figures_and_sums_of_their_counts() {
+        let run = |throughput: f64, p99_ms: f64, errors: u64| Summary {
+            requests: 100 + errors,
+            ok: 100,
+            errors,
+            wall_secs: 2.0,
+            throughput,
+            p50_ms: p99_ms / 4.0,
+            p95_ms: p99_ms / 2.0,
+            p99_ms,
+            max_ms: p99_ms * 2.0,
+            error_kinds: BTreeMap::from([("503".to_owned(), errors)]),
+        };
+        // The median of each figure on its own: the slowest run's p99 does not come along
+        // with the median throughput.
+        let merged = Summary::median_of(&[
+            run(900.0, 40.0, 1),
+            run(1000.0, 10.0, 0),
+            run(950.0, 30.0, 2),
+        ])
+        .unwrap();
+        assert_eq!(merged.throughput, 950.0);
+        assert_eq!(merged.p99_ms, 30.0);
+        assert_eq!(merged.p50_ms, 7.5);
+        assert_eq!((merged.requests, merged.ok, merged.errors), (303, 300, 3));
+        assert_eq!(merged.wall_secs, 6.0);
+        assert_eq!(merged.error_kinds["503"], 3);
+        assert_eq!(Summary::median_of(&[]), None);
     }
 
     #[test]

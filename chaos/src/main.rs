@@ -8,7 +8,6 @@ mod poison;
 mod proxy;
 
 use std::io::Write;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,28 +117,8 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// Refuses any target that is not this machine: the driver breaks things on purpose.
-fn require_loopback(what: &str, raw: &str) -> anyhow::Result<()> {
-    let parsed = url::Url::parse(raw).with_context(|| format!("{what}: not a URL"))?;
-    let loopback = match parsed.host() {
-        // Non-special schemes (postgres://, amqp://) leave even an IP address as a name.
-        Some(url::Host::Domain(name)) => {
-            name.eq_ignore_ascii_case("localhost")
-                || name
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    };
-    if !loopback {
-        bail!("{what} {raw} is not on loopback (127.0.0.0/8, localhost, ::1): refused");
-    }
-    Ok(())
-}
+// The driver breaks things on purpose: it refuses any target that is not this machine.
+use common::testing::require_loopback;
 
 async fn proxy(args: &ProxyArgs) -> anyhow::Result<bool> {
     for (what, addr) in [("--listen", &args.listen), ("--upstream", &args.upstream)] {
@@ -230,31 +209,4 @@ fn write_history(path: &PathBuf, history: &[check::Op]) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_loopback_targets_are_accepted() {
-        for ok in [
-            "http://127.0.0.1:3002",
-            "http://127.1.2.3",
-            "http://localhost:1",
-            "http://[::1]:80",
-            "postgres://postgres@127.0.0.1:5432/x",
-            "amqp://guest:guest@[::1]:5672/%2f",
-        ] {
-            assert!(require_loopback("t", ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "http://10.0.0.1",
-            "http://example.com",
-            "postgres://db:5432/x",
-            "nonsense",
-        ] {
-            assert!(require_loopback("t", bad).is_err(), "{bad}");
-        }
-    }
 }

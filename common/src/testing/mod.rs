@@ -1,6 +1,7 @@
 //! Helpers for integration tests: a fresh database per test, unique queue names, waiting on a
 //! condition with a deadline, a stand-in for auth's token issuer, a look at the broker's
-//! queues, and a TCP relay that injects network faults. Compiled only with the `testing` feature.
+//! queues, a TCP relay that injects network faults, and the loopback guard of the load and fault
+//! tools. Compiled only with the `testing` feature.
 
 use std::{future::Future, time::Duration};
 
@@ -11,6 +12,7 @@ use crate::config::{DatabaseConfig, var_or};
 
 mod broker;
 mod issuer;
+mod loopback;
 mod relay;
 
 pub use broker::{
@@ -18,6 +20,7 @@ pub use broker::{
     publish, queue_counts, request_properties,
 };
 pub use issuer::{TestIssuer, claims_for};
+pub use loopback::require_loopback;
 pub use relay::{FaultRelay, RelayMode};
 
 /// The server-level URL tests use to create and drop their databases.
