@@ -25,15 +25,9 @@ pub struct Argon2Bound {
     pub runs_per_sec: Vec<f64>,
 }
 
-/// Measures `runs` times, each for about `duration`, and keeps the median run.
-pub fn measure_runs(
-    threads: usize,
-    duration: Duration,
-    runs: usize,
-) -> anyhow::Result<Argon2Bound> {
-    let measured = (0..runs.max(1))
-        .map(|_| measure(threads, duration))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+/// Several measurements as one: the median rate, the other figures of the measurement
+/// closest to it, and every measurement's rate in order.
+pub fn summarize(measured: Vec<Argon2Bound>) -> anyhow::Result<Argon2Bound> {
     let rates: Vec<f64> = measured.iter().map(|m| m.per_sec).collect();
     let median = crate::stats::median(rates.iter().copied()).context("no argon2 runs")?;
     let mut bound = measured

@@ -260,13 +260,7 @@ async fn measure(
         .map(|(_, pid)| procfs::rss_kib(*pid))
         .collect();
 
-    let argon_secs = if args.quick { 1 } else { 3 };
-    tracing::info!(secs = argon_secs, "measuring the argon2 bound");
-    let argon2 = tokio::task::spawn_blocking(move || {
-        argon::measure_runs(RUNTIME_WORKERS, Duration::from_secs(argon_secs), runs)
-    })
-    .await??;
-
+    let argon_secs = Duration::from_secs(if args.quick { 1 } else { 3 });
     let targets = Arc::new(Targets {
         auth: addr(Role::Auth),
         products_per_request: addr(Role::ProductsPerRequest),
@@ -276,67 +270,86 @@ async fn measure(
     let wanted = |scenario: Scenario| {
         args.only.is_empty() || args.only.iter().any(|name| name == scenario.name())
     };
-    let mut scenarios = Vec::new();
-    for scenario in Scenario::HTTP.into_iter().filter(|&s| wanted(s)) {
-        let mut plan = plan;
-        if scenario == Scenario::Login {
-            plan.measured = plan.measured.min(LOGIN_MEASURED_CAP);
-        }
-        let targets = targets.clone();
-        let worker = move |_, pacer| scenario::http_worker(scenario, targets.clone(), pacer);
-        scenarios.push(run_sweep(scenario, &sweep, plan, runs, &services, worker).await?);
-    }
 
-    if wanted(Scenario::OrdersDirect) {
-        let stop = tokio_util::sync::CancellationToken::new();
-        let broker = common::amqp::Broker::start(fixture.settings.amqp_url.clone(), stop.clone());
-        if !broker.wait_connected(Duration::from_secs(10)).await {
-            bail!("the orders-direct client could not connect to RabbitMQ");
-        }
-        let client = common::amqp::RpcClient::<CreateOrderV1>::new(
-            broker.clone(),
-            fixture.queue.clone(),
-            common::amqp::ReplyMode::Direct,
-            bare::CALL_TIMEOUT,
-        );
-        let worker = move |_, pacer| orders_worker(client.clone(), pacer);
-        let result = run_sweep(
-            Scenario::OrdersDirect,
-            &sweep,
-            plan,
-            runs,
-            &services,
-            worker,
-        )
-        .await;
-        stop.cancel();
-        broker.close().await;
-        scenarios.push(result?);
+    // Everything the scenarios talk to is set up before the first of them runs: they take
+    // turns point by point, so each is measured a few minutes at most from its bound.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let broker = common::amqp::Broker::start(fixture.settings.amqp_url.clone(), stop.clone());
+    if !broker.wait_connected(Duration::from_secs(10)).await {
+        bail!("the orders-direct client could not connect to RabbitMQ");
     }
-
     let bare_db = fixture.database_url("bare")?;
     bare::prepare_database(&bare_db).await?;
     let amqp = fixture.settings.amqp_url.clone();
     let server = bare::Server::start(&amqp, &fixture.bare_queue, &bare_db).await?;
-    for (scenario, mode) in [
-        (Scenario::BarePerRequest, bare::Mode::PerRequest),
-        (Scenario::BareDirect, bare::Mode::Direct),
-    ]
-    .into_iter()
-    .filter(|&(s, _)| wanted(s))
-    {
-        let client = Arc::new(bare::Client::connect(&amqp, &fixture.bare_queue, mode).await?);
-        let worker = {
-            let client = client.clone();
-            move |_, pacer| bare_worker(client.clone(), pacer)
+    let mut bare_clients = Vec::new();
+    let mut members = Vec::new();
+    for scenario in Scenario::REPORTED.into_iter().filter(|&s| wanted(s)) {
+        let mut member_plan = plan;
+        if scenario == Scenario::Login {
+            member_plan.measured = plan.measured.min(LOGIN_MEASURED_CAP);
+        }
+        let worker: Worker = match scenario {
+            Scenario::OrdersDirect => {
+                let client = common::amqp::RpcClient::<CreateOrderV1>::new(
+                    broker.clone(),
+                    fixture.queue.clone(),
+                    common::amqp::ReplyMode::Direct,
+                    bare::CALL_TIMEOUT,
+                );
+                Box::new(move |_, pacer| Box::pin(orders_worker(client.clone(), pacer)))
+            }
+            Scenario::BarePerRequest | Scenario::BareDirect => {
+                let mode = if scenario == Scenario::BareDirect {
+                    bare::Mode::Direct
+                } else {
+                    bare::Mode::PerRequest
+                };
+                let client =
+                    Arc::new(bare::Client::connect(&amqp, &fixture.bare_queue, mode).await?);
+                bare_clients.push(client.clone());
+                Box::new(move |_, pacer| Box::pin(bare_worker(client.clone(), pacer)))
+            }
+            _ => {
+                let targets = targets.clone();
+                Box::new(move |_, pacer| {
+                    Box::pin(scenario::http_worker(scenario, targets.clone(), pacer))
+                })
+            }
         };
-        let result = run_sweep(scenario, &sweep, plan, runs, &[], worker).await;
+        members.push(Member {
+            scenario,
+            plan: member_plan,
+            // The bare harness runs in the bench process: the services only idle beside it.
+            services: if scenario.is_bare() {
+                Vec::new()
+            } else {
+                services.clone()
+            },
+            worker,
+        });
+    }
+    let measured = run_schedule(&members, &sweep, runs, argon_secs).await;
+    drop(members);
+    for client in bare_clients {
         if let Ok(client) = Arc::try_unwrap(client) {
             client.close().await;
         }
-        scenarios.push(result?);
     }
     server.stop().await;
+    stop.cancel();
+    broker.close().await;
+    let (scenarios, mut argon2_runs) = measured?;
+    if argon2_runs.is_empty() {
+        // No login ran beside it: the bound is measured on its own.
+        argon2_runs = tokio::task::spawn_blocking(move || {
+            (0..runs)
+                .map(|_| argon::measure(RUNTIME_WORKERS, argon_secs))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .await??;
+    }
+    let argon2 = argon::summarize(argon2_runs)?;
 
     tracing::info!(
         secs = IDLE_AFTER.as_secs(),
@@ -445,6 +458,8 @@ struct RunReading {
     services: Vec<ProcessFigures>,
     infra: Vec<ProcessFigures>,
     bench_cpu_percent: Option<f64>,
+    /// The argon2 bound measured just before this run (login only).
+    argon2_per_sec: Option<f64>,
 }
 
 impl RunReading {
@@ -461,46 +476,109 @@ impl RunReading {
     }
 }
 
-/// Runs `scenario` at each concurrency of `sweep`, `runs` times at each, reading the CPU of
-/// `services`, of the broker and the database and of the bench over each measured run and
-/// their memory at its end. A point's figures are the medians of its runs.
-async fn run_sweep<W, Fut>(
+/// What drives one scenario's workers: the closed loop of worker `index`.
+type Worker = Box<
+    dyn Fn(usize, Pacer) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<Pacer>> + Send>>,
+>;
+
+/// A scenario as the schedule runs it.
+struct Member {
     scenario: Scenario,
-    sweep: &[usize],
     plan: Plan,
+    /// The services whose CPU and memory its runs read.
+    services: Vec<(String, u32)>,
+    worker: Worker,
+}
+
+/// Runs every member at each concurrency of `sweep`, `runs` times, taking turns: at each
+/// concurrency, run 1 goes through the members in [`Scenario::RUN_ORDER`], run 2 in the
+/// reverse order, and so on, so a scenario's run sits next to its bound's run of the same
+/// number, and the drift of the machine's speed over the minutes of a run falls on both.
+/// Each login run follows a measurement of the argon2 bound, returned in order. A point's
+/// figures are the medians of its runs; the scenarios come back in [`Scenario::REPORTED`]
+/// order.
+async fn run_schedule(
+    members: &[Member],
+    sweep: &[usize],
     runs: usize,
-    services: &[(String, u32)],
-    worker: W,
-) -> anyhow::Result<ScenarioResult>
-where
-    W: Fn(usize, Pacer) -> Fut,
-    Fut: Future<Output = anyhow::Result<Pacer>> + Send + 'static,
-{
+    argon_secs: Duration,
+) -> anyhow::Result<(Vec<ScenarioResult>, Vec<argon::Argon2Bound>)> {
     let me = vec![("bench".to_owned(), std::process::id())];
-    let mut points = Vec::with_capacity(sweep.len());
-    for &concurrency in sweep {
-        let mut readings = Vec::with_capacity(runs);
-        for _ in 0..runs.max(1) {
-            let reading = run_once(scenario, concurrency, plan, services, &me, &worker).await?;
-            tracing::info!(
-                scenario = scenario.name(),
-                concurrency,
-                requests = reading.summary.requests,
-                throughput = format!("{:.1}", reading.summary.throughput),
-                p99_ms = reading.summary.p99_ms,
-                errors = reading.summary.errors,
-                "run done"
-            );
-            readings.push(reading);
+    let mut order: Vec<usize> = (0..members.len()).collect();
+    order.sort_by_key(|&i| {
+        Scenario::RUN_ORDER
+            .iter()
+            .position(|&s| s == members[i].scenario)
+    });
+    // readings[member][point][run]
+    let mut readings: Vec<Vec<Vec<RunReading>>> = members
+        .iter()
+        .map(|_| sweep.iter().map(|_| Vec::with_capacity(runs)).collect())
+        .collect();
+    let mut argon2_runs = Vec::new();
+    for (point, &concurrency) in sweep.iter().enumerate() {
+        for run in 0..runs.max(1) {
+            let turn: Vec<usize> = if run % 2 == 0 {
+                order.clone()
+            } else {
+                order.iter().rev().copied().collect()
+            };
+            for i in turn {
+                let member = &members[i];
+                let argon2 = if member.scenario == Scenario::Login {
+                    tracing::info!(secs = argon_secs.as_secs(), "measuring the argon2 bound");
+                    let bound = tokio::task::spawn_blocking(move || {
+                        argon::measure(RUNTIME_WORKERS, argon_secs)
+                    })
+                    .await??;
+                    let per_sec = bound.per_sec;
+                    argon2_runs.push(bound);
+                    Some(per_sec)
+                } else {
+                    None
+                };
+                let mut reading = run_once(
+                    member.scenario,
+                    concurrency,
+                    member.plan,
+                    &member.services,
+                    &me,
+                    &member.worker,
+                )
+                .await?;
+                reading.argon2_per_sec = argon2;
+                tracing::info!(
+                    scenario = member.scenario.name(),
+                    concurrency,
+                    run = run + 1,
+                    requests = reading.summary.requests,
+                    throughput = format!("{:.1}", reading.summary.throughput),
+                    p99_ms = reading.summary.p99_ms,
+                    errors = reading.summary.errors,
+                    "run done"
+                );
+                readings[i][point].push(reading);
+            }
         }
-        points.push(median_point(concurrency, &readings)?);
     }
-    Ok(ScenarioResult {
-        name: scenario.name().to_owned(),
-        description: scenario.describe().to_owned(),
-        bound: scenario.bound().map(|b| b.name().to_owned()),
-        points,
-    })
+    let scenarios = members
+        .iter()
+        .zip(readings)
+        .map(|(member, points)| {
+            let scenario = member.scenario;
+            Ok(ScenarioResult {
+                name: scenario.name().to_owned(),
+                description: scenario.describe().to_owned(),
+                bound: scenario.bound().map(|b| b.name().to_owned()),
+                points: sweep
+                    .iter()
+                    .zip(points)
+                    .map(|(&concurrency, runs)| median_point(concurrency, &runs))
+                    .collect::<anyhow::Result<_>>()?,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((scenarios, argon2_runs))
 }
 
 async fn run_once<W, Fut>(
@@ -560,6 +638,7 @@ where
             })
             .collect(),
         bench_cpu_percent: share(&before.1[0], &after.1[0]),
+        argon2_per_sec: None,
     })
 }
 
@@ -595,6 +674,7 @@ fn median_point(concurrency: usize, readings: &[RunReading]) -> anyhow::Result<P
             .map(|r| RunFigures {
                 throughput: r.summary.throughput,
                 p99_ms: r.summary.p99_ms,
+                argon2_per_sec: r.argon2_per_sec,
             })
             .collect(),
         ratio_to_bound: None,

@@ -101,7 +101,9 @@ pub struct PointResult {
     pub cpu_ms_per_request: Option<f64>,
     /// Each run's throughput and p99, in the order they ran; the figures above are medians.
     pub runs: Vec<RunFigures>,
-    /// This point's throughput over its bound's at the same concurrency.
+    /// This point's throughput over its bound's at the same concurrency: the median over the
+    /// runs of each run's ratio to the bound's run next to it (the bare harness's run of the
+    /// same number, or the argon2 measurement just before it).
     pub ratio_to_bound: Option<f64>,
 }
 
@@ -110,6 +112,9 @@ pub struct PointResult {
 pub struct RunFigures {
     pub throughput: f64,
     pub p99_ms: f64,
+    /// The argon2 bound measured just before this run (login runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argon2_per_sec: Option<f64>,
 }
 
 /// A process over one point: RSS at its end, CPU over it.
@@ -123,37 +128,55 @@ pub struct ProcessFigures {
 /// Fills in `ratio_to_bound` of every point whose scenario has a bound.
 pub fn fill_ratios(results: &mut Results) {
     let argon2 = results.argon2.per_sec;
-    let bounds: Vec<(String, Vec<(usize, f64)>)> = results
+    let bounds: Vec<(String, Vec<PointResult>)> = results
         .scenarios
         .iter()
-        .map(|s| {
-            let points = s
-                .points
-                .iter()
-                .map(|p| (p.concurrency, p.summary.throughput))
-                .collect();
-            (s.name.clone(), points)
-        })
+        .map(|s| (s.name.clone(), s.points.clone()))
         .collect();
     for scenario in &mut results.scenarios {
         let Some(bound) = scenario.bound.clone() else {
             continue;
         };
         for point in &mut scenario.points {
-            let divisor = if bound == "argon2" {
-                Some(argon2)
-            } else {
-                bounds
+            let ratios: Vec<Option<f64>> = if bound == "argon2" {
+                point
+                    .runs
                     .iter()
-                    .find(|(name, _)| *name == bound)
-                    .and_then(|(_, points)| points.iter().find(|(c, _)| *c == point.concurrency))
-                    .map(|&(_, throughput)| throughput)
+                    .map(|run| ratio(run.throughput, run.argon2_per_sec.unwrap_or(argon2)))
+                    .collect()
+            } else {
+                let Some(divisor) =
+                    bounds
+                        .iter()
+                        .find(|(name, _)| *name == bound)
+                        .and_then(|(_, points)| {
+                            points.iter().find(|p| p.concurrency == point.concurrency)
+                        })
+                else {
+                    point.ratio_to_bound = None;
+                    continue;
+                };
+                if point.runs.len() == divisor.runs.len() && !point.runs.is_empty() {
+                    point
+                        .runs
+                        .iter()
+                        .zip(&divisor.runs)
+                        .map(|(run, by)| ratio(run.throughput, by.throughput))
+                        .collect()
+                } else {
+                    vec![ratio(point.summary.throughput, divisor.summary.throughput)]
+                }
             };
-            point.ratio_to_bound = divisor
-                .filter(|&d| d > 0.0)
-                .map(|d| point.summary.throughput / d);
+            point.ratio_to_bound = ratios
+                .into_iter()
+                .collect::<Option<Vec<f64>>>()
+                .and_then(crate::stats::median);
         }
     }
+}
+
+fn ratio(value: f64, by: f64) -> Option<f64> {
+    (by > 0.0).then(|| value / by)
 }
 
 /// The services in the column order of the scenario tables.
@@ -201,8 +224,11 @@ pub fn markdown(results: &Results) -> String {
     );
     let _ = writeln!(
         out,
-        "- Each point ran {} time(s) in a row; req/s, latencies and CPU are the medians of \
-         its runs, and the last column lists each run's req/s. req/s counts successful \
+        "- Each point ran {} time(s), the scenarios taking turns (run 1 of every scenario at a \
+         concurrency, then run 2 in the reverse order, ...); req/s, latencies and CPU are the \
+         medians of its runs, and the next-to-last column lists each run's req/s. A ratio to a \
+         bound is the median of each run's ratio to the bound's run beside it (the bare \
+         harness's run of the same number, or the argon2 measurement just before a login run). req/s counts successful \
          requests; latencies are of successful requests only. Service cells are RSS in MiB at \
          the end of the point and CPU over the point in % of one core; CPU ms/req is the CPU \
          time of the services, RabbitMQ, PostgreSQL and the bench per successful request.",
@@ -226,8 +252,9 @@ pub fn markdown(results: &Results) -> String {
     let _ = writeln!(out, "\n## argon2 bound\n");
     let _ = writeln!(
         out,
-        "{} verifications ({}) in {:.2} s on {} threads in the median run: **{:.1}/s**, the \
-         most logins this machine can do with every core hashing (each run: {}/s).",
+        "{} verifications ({}) in {:.2} s on {} threads in the median measurement: \
+         **{:.1}/s**, the most logins this machine can do with every core hashing (each \
+         measurement, one before each login run: {}/s).",
         a.verifications,
         a.params,
         a.secs,
@@ -371,10 +398,12 @@ pub(crate) mod tests {
                 RunFigures {
                     throughput: throughput - 10.0,
                     p99_ms: 4.0,
+                    argon2_per_sec: None,
                 },
                 RunFigures {
                     throughput,
                     p99_ms: 4.0,
+                    argon2_per_sec: None,
                 },
             ],
             ratio_to_bound: None,
@@ -454,11 +483,43 @@ pub(crate) mod tests {
         let mut results = small();
         fill_ratios(&mut results);
         let buy = &results.scenarios[0].points;
-        assert_eq!(buy[0].ratio_to_bound, Some(0.25));
+        // Runs 290 and 300 against 1,190 and 1,200: the median of 0.2437 and 0.25.
+        let close = |r: Option<f64>, expected: f64| r.is_some_and(|r| (r - expected).abs() < 1e-9);
+        assert!(
+            close(buy[0].ratio_to_bound, (290.0 / 1190.0 + 0.25) / 2.0),
+            "{:?}",
+            buy[0].ratio_to_bound
+        );
         // The bare harness has no C=32 point here.
         assert_eq!(buy[1].ratio_to_bound, None);
-        assert_eq!(results.scenarios[1].points[0].ratio_to_bound, Some(0.8));
+        // Login runs of 50 and 60 with no measurement of their own: against the median, 75.
+        let login = results.scenarios[1].points[0].ratio_to_bound;
+        assert!(close(login, (50.0 / 75.0 + 0.8) / 2.0), "{login:?}");
         assert_eq!(results.scenarios[2].points[0].ratio_to_bound, None);
+    }
+
+    #[test]
+    fn each_run_is_held_against_the_bound_measured_beside_it() {
+        let mut results = small();
+        // The machine slowed down between the runs: each ratio is 0.5, whatever the medians.
+        results.scenarios[0].points[0].runs = runs(&[100.0, 300.0], None);
+        results.scenarios[2].points[0].runs = runs(&[200.0, 600.0], None);
+        results.scenarios[1].points[0].runs = runs(&[30.0, 90.0], Some(&[60.0, 180.0]));
+        fill_ratios(&mut results);
+        assert_eq!(results.scenarios[0].points[0].ratio_to_bound, Some(0.5));
+        assert_eq!(results.scenarios[1].points[0].ratio_to_bound, Some(0.5));
+    }
+
+    fn runs(throughputs: &[f64], argon2: Option<&[f64]>) -> Vec<RunFigures> {
+        throughputs
+            .iter()
+            .enumerate()
+            .map(|(i, &throughput)| RunFigures {
+                throughput,
+                p99_ms: 1.0,
+                argon2_per_sec: argon2.map(|a| a[i]),
+            })
+            .collect()
     }
 
     #[test]
@@ -473,9 +534,9 @@ pub(crate) mod tests {
         assert!(md.contains("| orders | 10.0 | 15.5 |"), "{md}");
         assert!(
             md.contains(
-                "150 verifications (m=19456,t=2,p=1) in 2.00 s on 2 threads in the median run: \
-                 **75.0/s**, the most logins this machine can do with every core hashing (each \
-                 run: 75.0, 70.0, 80.0/s)."
+                "150 verifications (m=19456,t=2,p=1) in 2.00 s on 2 threads in the median \
+                 measurement: **75.0/s**, the most logins this machine can do with every core \
+                 hashing (each measurement, one before each login run: 75.0, 70.0, 80.0/s)."
             ),
             "{md}"
         );
@@ -498,7 +559,7 @@ pub(crate) mod tests {
         assert!(
             md.contains(
                 "| 8 | 100 | 60.0 | 1.50 | 3.25 | 4.00 | 9.50 | 0 | 61% | – | 12% | 1.25 | 50, 60 \
-                 | 0.80 |"
+                 | 0.73 |"
             ),
             "{md}"
         );

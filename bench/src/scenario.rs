@@ -32,14 +32,35 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    /// Through the services, in the order they run.
-    pub const HTTP: [Scenario; 5] = [
+    /// Every scenario, in the order of the report.
+    pub const REPORTED: [Scenario; 8] = [
         Scenario::Catalog,
         Scenario::Login,
         Scenario::BuyPerRequest,
         Scenario::BuyDirect,
         Scenario::Mix,
+        Scenario::OrdersDirect,
+        Scenario::BarePerRequest,
+        Scenario::BareDirect,
     ];
+
+    /// Every scenario, in the order the runs of one point take their turns: each next to its
+    /// bound (`orders-direct` and `buy-direct` on either side of `bare-direct`).
+    pub const RUN_ORDER: [Scenario; 8] = [
+        Scenario::Catalog,
+        Scenario::Mix,
+        Scenario::Login,
+        Scenario::BuyPerRequest,
+        Scenario::BarePerRequest,
+        Scenario::BuyDirect,
+        Scenario::BareDirect,
+        Scenario::OrdersDirect,
+    ];
+
+    /// Whether it is the bare harness, run inside the bench rather than by the services.
+    pub fn is_bare(self) -> bool {
+        matches!(self, Scenario::BarePerRequest | Scenario::BareDirect)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
