@@ -261,7 +261,7 @@ async fn measure(
         .collect();
 
     let argon_secs = Duration::from_secs(if args.quick { 1 } else { 3 });
-    let targets = Arc::new(Targets {
+    let tokens = Tokens::new(Targets {
         auth: addr(Role::Auth),
         products_per_request: addr(Role::ProductsPerRequest),
         products_direct: addr(Role::ProductsDirect),
@@ -311,9 +311,9 @@ async fn measure(
                 Box::new(move |_, pacer| Box::pin(bare_worker(client.clone(), pacer)))
             }
             _ => {
-                let targets = targets.clone();
+                let tokens = tokens.clone();
                 Box::new(move |_, pacer| {
-                    Box::pin(scenario::http_worker(scenario, targets.clone(), pacer))
+                    Box::pin(scenario::http_worker(scenario, tokens.current(), pacer))
                 })
             }
         };
@@ -329,7 +329,7 @@ async fn measure(
             worker,
         });
     }
-    let measured = run_schedule(&members, &sweep, runs, argon_secs).await;
+    let measured = run_schedule(&members, &sweep, runs, argon_secs, &tokens).await;
     drop(members);
     for client in bare_clients {
         if let Ok(client) = Arc::try_unwrap(client) {
@@ -476,6 +476,65 @@ impl RunReading {
     }
 }
 
+/// How old the buyers' tokens may get before a run that uses them: auth's tokens live 15
+/// minutes (`TOKEN_TTL_SECS`), and a full run takes longer than that.
+const TOKEN_REFRESH_AFTER: Duration = Duration::from_secs(5 * 60);
+
+/// The targets of the HTTP scenarios, with the buyers' tokens renewed as a long-running
+/// client would renew them. A run's workers take the current targets when they start.
+#[derive(Clone)]
+struct Tokens {
+    current: Arc<std::sync::RwLock<(Arc<Targets>, Instant)>>,
+}
+
+impl Tokens {
+    fn new(targets: Targets) -> Self {
+        Self {
+            current: Arc::new(std::sync::RwLock::new((Arc::new(targets), Instant::now()))),
+        }
+    }
+
+    fn current(&self) -> Arc<Targets> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    /// Logs every buyer in again when their tokens are older than [`TOKEN_REFRESH_AFTER`].
+    async fn refresh_if_old(&self) -> anyhow::Result<()> {
+        let (targets, issued) = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if issued.elapsed() < TOKEN_REFRESH_AFTER {
+            return Ok(());
+        }
+        tracing::info!(
+            age_secs = issued.elapsed().as_secs(),
+            "logging the buyers in again for fresh tokens"
+        );
+        let buyers = seed::log_in_again(targets.auth, &targets.seeded.buyers).await?;
+        let renewed = Targets {
+            auth: targets.auth,
+            products_per_request: targets.products_per_request,
+            products_direct: targets.products_direct,
+            seeded: seed::Seeded {
+                products: targets.seeded.products.clone(),
+                buyers,
+            },
+        };
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            (Arc::new(renewed), Instant::now());
+        Ok(())
+    }
+}
+
 /// What drives one scenario's workers: the closed loop of worker `index`.
 type Worker = Box<
     dyn Fn(usize, Pacer) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<Pacer>> + Send>>,
@@ -502,6 +561,7 @@ async fn run_schedule(
     sweep: &[usize],
     runs: usize,
     argon_secs: Duration,
+    tokens: &Tokens,
 ) -> anyhow::Result<(Vec<ScenarioResult>, Vec<argon::Argon2Bound>)> {
     let me = vec![("bench".to_owned(), std::process::id())];
     let mut order: Vec<usize> = (0..members.len()).collect();
@@ -525,6 +585,9 @@ async fn run_schedule(
             };
             for i in turn {
                 let member = &members[i];
+                if member.scenario.uses_tokens() {
+                    tokens.refresh_if_old().await?;
+                }
                 let argon2 = if member.scenario == Scenario::Login {
                     tracing::info!(secs = argon_secs.as_secs(), "measuring the argon2 bound");
                     let bound = tokio::task::spawn_blocking(move || {

@@ -57,6 +57,14 @@ impl Scenario {
         Scenario::OrdersDirect,
     ];
 
+    /// Whether its requests carry a buyer's token.
+    pub fn uses_tokens(self) -> bool {
+        matches!(
+            self,
+            Scenario::BuyPerRequest | Scenario::BuyDirect | Scenario::Mix
+        )
+    }
+
     /// Whether it is the bare harness, run inside the bench rather than by the services.
     pub fn is_bare(self) -> bool {
         matches!(self, Scenario::BarePerRequest | Scenario::BareDirect)

@@ -99,6 +99,22 @@ pub async fn seed(
     })
 }
 
+/// `buyers` logged in again, for tokens as fresh as a client that keeps working would have.
+pub async fn log_in_again(auth: SocketAddr, buyers: &[Buyer]) -> anyhow::Result<Vec<Buyer>> {
+    futures::stream::iter(buyers)
+        .map(|buyer| async move {
+            let mut conn = Conn::new(auth);
+            let token = login(&mut conn, &buyer.login_body).await?;
+            anyhow::Ok(Buyer {
+                login_body: buyer.login_body.clone(),
+                token,
+            })
+        })
+        .buffered(SEED_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
 fn login_body(email: &str, password: &str) -> Bytes {
     Bytes::from(json!({ "email": email, "password": password }).to_string())
 }
