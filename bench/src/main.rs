@@ -342,12 +342,9 @@ async fn measure(
     let (scenarios, mut argon2_runs) = measured?;
     if argon2_runs.is_empty() {
         // No login ran beside it: the bound is measured on its own.
-        argon2_runs = tokio::task::spawn_blocking(move || {
-            (0..runs)
-                .map(|_| argon::measure(RUNTIME_WORKERS, argon_secs))
-                .collect::<anyhow::Result<Vec<_>>>()
-        })
-        .await??;
+        for _ in 0..runs {
+            argon2_runs.push(measure_argon2(argon_secs).await?);
+        }
     }
     let argon2 = argon::summarize(argon2_runs)?;
 
@@ -516,16 +513,8 @@ impl Tokens {
             age_secs = issued.elapsed().as_secs(),
             "logging the buyers in again for fresh tokens"
         );
-        let buyers = seed::log_in_again(targets.auth, &targets.seeded.buyers).await?;
-        let renewed = Targets {
-            auth: targets.auth,
-            products_per_request: targets.products_per_request,
-            products_direct: targets.products_direct,
-            seeded: seed::Seeded {
-                products: targets.seeded.products.clone(),
-                buyers,
-            },
-        };
+        let mut renewed = Targets::clone(&targets);
+        renewed.seeded.buyers = seed::log_in_again(targets.auth, &targets.seeded.buyers).await?;
         *self
             .current
             .write()
@@ -589,11 +578,7 @@ async fn run_schedule(
                     tokens.refresh_if_old().await?;
                 }
                 let argon2 = if member.scenario == Scenario::Login {
-                    tracing::info!(secs = argon_secs.as_secs(), "measuring the argon2 bound");
-                    let bound = tokio::task::spawn_blocking(move || {
-                        argon::measure(RUNTIME_WORKERS, argon_secs)
-                    })
-                    .await??;
+                    let bound = measure_argon2(argon_secs).await?;
                     let per_sec = bound.per_sec;
                     argon2_runs.push(bound);
                     Some(per_sec)
@@ -642,6 +627,12 @@ async fn run_schedule(
         })
         .collect::<anyhow::Result<_>>()?;
     Ok((scenarios, argon2_runs))
+}
+
+/// One measurement of the argon2 bound, on a thread of the blocking pool.
+async fn measure_argon2(secs: Duration) -> anyhow::Result<argon::Argon2Bound> {
+    tracing::info!(secs = secs.as_secs(), "measuring the argon2 bound");
+    tokio::task::spawn_blocking(move || argon::measure(RUNTIME_WORKERS, secs)).await?
 }
 
 async fn run_once<W, Fut>(

@@ -228,8 +228,8 @@ pub fn markdown(results: &Results) -> String {
          concurrency, then run 2 in the reverse order, ...); req/s, latencies and CPU are the \
          medians of its runs, and the next-to-last column lists each run's req/s. A ratio to a \
          bound is the median of each run's ratio to the bound's run beside it (the bare \
-         harness's run of the same number, or the argon2 measurement just before a login run). req/s counts successful \
-         requests; latencies are of successful requests only. Service cells are RSS in MiB at \
+         harness's run of the same number, or the argon2 measurement just before a login \
+         run). req/s counts successful requests; latencies are of successful requests only. Service cells are RSS in MiB at \
          the end of the point and CPU over the point in % of one core; CPU ms/req is the CPU \
          time of the services, RabbitMQ, PostgreSQL and the bench per successful request.",
         results.runs
@@ -254,7 +254,7 @@ pub fn markdown(results: &Results) -> String {
         out,
         "{} verifications ({}) in {:.2} s on {} threads in the median measurement: \
          **{:.1}/s**, the most logins this machine can do with every core hashing (each \
-         measurement, one before each login run: {}/s).",
+         measurement, one just before each login run when logins ran: {}/s).",
         a.verifications,
         a.params,
         a.secs,
@@ -536,7 +536,8 @@ pub(crate) mod tests {
             md.contains(
                 "150 verifications (m=19456,t=2,p=1) in 2.00 s on 2 threads in the median \
                  measurement: **75.0/s**, the most logins this machine can do with every core \
-                 hashing (each measurement, one before each login run: 75.0, 70.0, 80.0/s)."
+                 hashing (each measurement, one just before each login run when logins ran: \
+                 75.0, 70.0, 80.0/s)."
             ),
             "{md}"
         );

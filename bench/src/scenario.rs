@@ -159,6 +159,7 @@ pub fn mix_pick(roll: f64) -> MixAction {
 }
 
 /// Where the HTTP scenarios send, and what they send with.
+#[derive(Clone)]
 pub struct Targets {
     pub auth: SocketAddr,
     pub products_per_request: SocketAddr,

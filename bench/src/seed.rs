@@ -27,7 +27,7 @@ pub struct Buyer {
 }
 
 /// What the scenarios draw from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Seeded {
     pub products: Vec<Uuid>,
     pub buyers: Vec<Buyer>,
