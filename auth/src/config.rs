@@ -2,16 +2,13 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::Context;
-use common::config::{DatabaseConfig, parse_or};
+use common::config::{ServerConfig, parse_or};
 
-/// Everything `Application::build` needs.
+/// Everything the service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `PORT`, default 3001.
-    pub port: u16,
-    /// The `auth` database.
-    pub database: DatabaseConfig,
+    /// `PORT` (default 3001), the `auth` database and the shutdown timeout.
+    pub server: ServerConfig,
     /// `JWT_PRIVATE_KEY_FILE`: a PKCS#8 PEM Ed25519 key. Unset means an ephemeral key.
     pub jwt_private_key_file: Option<PathBuf>,
     /// `TOKEN_TTL_SECS`, default 900: how long an access token is valid.
@@ -33,8 +30,7 @@ impl Config {
         let hash_concurrency: usize = parse_or("HASH_CONCURRENCY", cpus)?;
         anyhow::ensure!(hash_concurrency > 0, "HASH_CONCURRENCY must be at least 1");
         Ok(Config {
-            port: common::config::port(3001)?,
-            database: DatabaseConfig::from_env("auth").context("database settings")?,
+            server: ServerConfig::from_env("auth", 3001)?,
             jwt_private_key_file,
             token_ttl: Duration::from_secs(token_ttl_secs),
             hash_concurrency,

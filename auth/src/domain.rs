@@ -3,16 +3,7 @@
 
 use std::fmt;
 
-/// Why a value from a request was refused; the text is written for the client.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ValidationError(String);
-
-impl ValidationError {
-    fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
-}
+pub use common::domain::Invalid;
 
 /// An email address, trimmed and lower-cased, so `Ann@Example.com` and `ann@example.com` are
 /// the same account.
@@ -26,9 +17,9 @@ impl Email {
 
     /// Normalises and checks `raw`. The check is deliberately loose: the only proof an address
     /// works is mail arriving, so this refuses what is plainly not an address and no more.
-    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let email = raw.trim().to_lowercase();
-        let invalid = |why: &str| ValidationError::new(format!("email is not valid: {why}"));
+        let invalid = |why: &str| Invalid::new(format!("email is not valid: {why}"));
         if email.is_empty() {
             return Err(invalid("it is empty"));
         }
@@ -77,15 +68,13 @@ impl Password {
     pub const MAX_CHARS: usize = 1024;
 
     /// Checks the length of `raw`.
-    pub fn parse(raw: String) -> Result<Self, ValidationError> {
+    pub fn parse(raw: String) -> Result<Self, Invalid> {
         let chars = raw.chars().count();
         if chars < Self::MIN_CHARS {
-            return Err(ValidationError::new(
-                "password must be at least 8 characters long",
-            ));
+            return Err(Invalid::new("password must be at least 8 characters long"));
         }
         if chars > Self::MAX_CHARS {
-            return Err(ValidationError::new(
+            return Err(Invalid::new(
                 "password must be at most 1024 characters long",
             ));
         }
@@ -114,20 +103,16 @@ impl UserName {
 
     /// Trims and checks `raw`. A blank name is refused rather than stored as empty: leaving
     /// the field out is how a client says there is no name.
-    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let name = raw.trim();
         if name.is_empty() {
-            return Err(ValidationError::new("name must not be blank"));
+            return Err(Invalid::new("name must not be blank"));
         }
         if name.chars().count() > Self::MAX_CHARS {
-            return Err(ValidationError::new(
-                "name must be at most 100 characters long",
-            ));
+            return Err(Invalid::new("name must be at most 100 characters long"));
         }
         if name.chars().any(char::is_control) {
-            return Err(ValidationError::new(
-                "name must not contain control characters",
-            ));
+            return Err(Invalid::new("name must not contain control characters"));
         }
         Ok(Self(name.to_owned()))
     }

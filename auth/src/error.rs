@@ -3,14 +3,14 @@
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use common::problem::Problem;
 
-use crate::{domain::ValidationError, store::InsertUserError};
+use crate::{domain::Invalid, store::InsertUserError};
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
+pub enum Error {
     /// 400: the request names an invalid email, password or name.
     #[error(transparent)]
-    Invalid(#[from] ValidationError),
+    Invalid(#[from] Invalid),
     /// 409: another account already has this email (compared without regard to case).
     #[error("the email is already registered")]
     EmailTaken,
@@ -22,41 +22,43 @@ pub enum AuthError {
     Unexpected(#[from] anyhow::Error),
 }
 
-impl From<InsertUserError> for AuthError {
+impl From<InsertUserError> for Error {
     fn from(e: InsertUserError) -> Self {
         match e {
-            InsertUserError::EmailTaken => AuthError::EmailTaken,
+            InsertUserError::EmailTaken => Error::EmailTaken,
             InsertUserError::Db(e) => {
-                AuthError::Unexpected(anyhow::Error::new(e).context("inserting a new user"))
+                Error::Unexpected(anyhow::Error::new(e).context("inserting a new user"))
             }
         }
     }
 }
 
-impl AuthError {
-    fn problem(&self) -> Problem {
+impl Error {
+    /// The body the client receives.
+    pub fn problem(&self) -> Problem {
         match self {
-            AuthError::Invalid(e) => Problem::bad_request(e.to_string()),
-            AuthError::EmailTaken => Problem::new(
+            Error::Invalid(e) => Problem::bad_request(e.to_string()),
+            Error::EmailTaken => Problem::new(
                 StatusCode::CONFLICT,
                 "An account with this email already exists.",
             ),
-            AuthError::InvalidCredentials => {
+            Error::InvalidCredentials => {
                 Problem::unauthorized("The email or password is incorrect.")
             }
-            AuthError::Unexpected(_) => Problem::internal(),
+            Error::Unexpected(_) => Problem::internal(),
         }
     }
 }
 
-impl ResponseError for AuthError {
+impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         self.problem().status_code()
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let AuthError::Unexpected(e) = self {
-            tracing::error!(error = %format!("{e:#}"), "request failed");
+        // The edge is the one place a failure is logged, with its whole cause chain.
+        if let Error::Unexpected(e) = self {
+            tracing::error!(error = format!("{e:#}"), "request failed");
         }
         self.problem().to_response()
     }

@@ -12,3 +12,5 @@ pub mod routes;
 pub mod startup;
 pub mod store;
 pub mod token;
+
+pub use startup::Auth;

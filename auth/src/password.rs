@@ -54,6 +54,11 @@ impl Hasher {
         })
     }
 
+    /// Hashes and verifications waiting for a hashing thread.
+    pub fn queued(&self) -> usize {
+        self.jobs.len()
+    }
+
     /// The argon2id PHC string of `password`, with a fresh random salt.
     pub async fn hash(&self, password: &Password) -> anyhow::Result<String> {
         let password = password.clone();

@@ -1,15 +1,19 @@
-//! The HTTP API: registration, login, the JWKS and the health probes.
+//! The HTTP API: registration, login and the JWKS.
 
-use actix_web::{HttpResponse, http::StatusCode, web};
+use actix_web::{HttpResponse, web};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use common::{ids::UserId, problem::Problem};
+use common::{
+    ids::UserId,
+    metrics::{self, Registry},
+};
+use prometheus::{IntCounterVec, Opts};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    domain::{Credentials, Email, NewUser, Password, UserName, ValidationError},
-    error::AuthError,
+    domain::{Credentials, Email, Invalid, NewUser, Password, UserName},
+    error::Error,
     password::Hasher,
     store,
     token::TokenIssuer,
@@ -17,14 +21,34 @@ use crate::{
 
 /// Mounts every route of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .service(
-            web::scope("/auth")
-                .route("/register", web::post().to(register))
-                .route("/login", web::post().to(login))
-                .route("/.well-known/jwks.json", web::get().to(jwks)),
-        );
+    cfg.service(
+        web::scope("/auth")
+            .route("/register", web::post().to(register))
+            .route("/login", web::post().to(login))
+            .route("/.well-known/jwks.json", web::get().to(jwks)),
+    );
+}
+
+/// `shop_logins_total{outcome}`: `success`, `invalid_credentials` (unknown email, wrong or
+/// impossible password) or `error`.
+#[derive(Clone)]
+pub struct Logins(IntCounterVec);
+
+impl Logins {
+    /// Registers the counter in `registry`.
+    pub fn register(registry: &Registry) -> anyhow::Result<Self> {
+        let opts = Opts::new("shop_logins_total", "Login attempts, by outcome.");
+        metrics::register(registry, IntCounterVec::new(opts, &["outcome"])?).map(Self)
+    }
+
+    fn count<T>(&self, result: &Result<T, Error>) {
+        let outcome = match result {
+            Ok(_) => "success",
+            Err(Error::InvalidCredentials) => "invalid_credentials",
+            Err(_) => "error",
+        };
+        self.0.with_label_values(&[outcome]).inc();
+    }
 }
 
 /// The body of `POST /auth/register`. No `Debug`: it holds a password.
@@ -38,7 +62,7 @@ pub struct RegisterRequest {
 }
 
 impl TryFrom<RegisterRequest> for NewUser {
-    type Error = ValidationError;
+    type Error = Invalid;
 
     fn try_from(body: RegisterRequest) -> Result<Self, Self::Error> {
         Ok(NewUser {
@@ -61,7 +85,7 @@ async fn register(
     body: web::Json<RegisterRequest>,
     db: web::Data<DatabaseConnection>,
     hasher: web::Data<Hasher>,
-) -> Result<HttpResponse, AuthError> {
+) -> Result<HttpResponse, Error> {
     let new_user = NewUser::try_from(body.into_inner())?;
     let password_hash = hasher.hash(&new_user.password).await?;
     let user = store::insert_user(
@@ -88,7 +112,7 @@ pub struct LoginRequest {
 }
 
 impl TryFrom<LoginRequest> for Credentials {
-    type Error = ValidationError;
+    type Error = Invalid;
 
     fn try_from(body: LoginRequest) -> Result<Self, Self::Error> {
         Ok(Credentials {
@@ -111,19 +135,30 @@ async fn login(
     db: web::Data<DatabaseConnection>,
     hasher: web::Data<Hasher>,
     issuer: web::Data<TokenIssuer>,
-) -> Result<HttpResponse, AuthError> {
+    logins: web::Data<Logins>,
+) -> Result<HttpResponse, Error> {
+    let answer = log_in(body.into_inner(), &db, &hasher, &issuer).await;
+    logins.count(&answer);
+    answer
+}
+
+async fn log_in(
+    body: LoginRequest,
+    db: &DatabaseConnection,
+    hasher: &Hasher,
+    issuer: &TokenIssuer,
+) -> Result<HttpResponse, Error> {
     // Credentials no account could have are refused like wrong ones; the answer does not
     // depend on whether the email exists, so it tells nothing even without hashing.
-    let credentials =
-        Credentials::try_from(body.into_inner()).map_err(|_| AuthError::InvalidCredentials)?;
-    let user = store::find_by_email(db.get_ref(), &credentials.email)
+    let credentials = Credentials::try_from(body).map_err(|_| Error::InvalidCredentials)?;
+    let user = store::find_by_email(db, &credentials.email)
         .await
         .context("looking up the user logging in")?;
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let verified = hasher.verify(&credentials.password, stored_hash).await?;
     let user = match user {
         Some(user) if verified => user,
-        _ => return Err(AuthError::InvalidCredentials),
+        _ => return Err(Error::InvalidCredentials),
     };
     let token = issuer.issue(&user)?;
     tracing::info!(user_id = %user.id, "user logged in");
@@ -138,20 +173,4 @@ async fn login(
 
 async fn jwks(issuer: web::Data<TokenIssuer>) -> HttpResponse {
     HttpResponse::Ok().json(issuer.jwks())
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().finish()
-}
-
-async fn readyz(db: web::Data<DatabaseConnection>) -> HttpResponse {
-    if common::db::ping(db.get_ref()).await {
-        HttpResponse::Ok().finish()
-    } else {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The database is not answering.",
-        )
-        .to_response()
-    }
 }

@@ -1,30 +1,60 @@
-//! Building the service from its config and running it until shutdown.
+//! What auth adds to the service skeleton: its signing key, its password hasher and its
+//! routes, and the `admin grant` command.
 
-use actix_web::{dev::Server, web};
-use anyhow::Context;
-use sea_orm::DatabaseConnection;
-use tokio_util::sync::CancellationToken;
+use actix_web::web;
+use clap::Subcommand;
+use common::{
+    config::ServerConfig,
+    http::Routes,
+    service::{Parts, Service},
+};
 
-use crate::{config::Config, migration::Migrator, password::Hasher, routes, token::TokenIssuer};
+use crate::{
+    admin,
+    config::Config,
+    migration::{LOCK_KEY, Migrator},
+    password::Hasher,
+    routes::{self, Logins},
+    token::TokenIssuer,
+};
 
-/// The running service: a bound HTTP server and what it needs.
-pub struct Application {
-    port: u16,
-    server: Server,
-    db: DatabaseConnection,
-    shutdown: CancellationToken,
+/// The auth service: users, passwords and access tokens.
+pub struct Auth;
+
+/// Operator commands of `auth`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Operator commands.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
 }
 
-impl Application {
-    /// Connects the database, migrates it when configured to, loads the signing key and
-    /// binds `0.0.0.0:{port}` (port 0 picks a free one). Serving starts with
-    /// [`Application::run_until_stopped`].
-    pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Application> {
-        let db = common::db::connect_and_migrate::<Migrator>(
-            &config.database,
-            crate::migration::LOCK_KEY,
-        )
-        .await?;
+/// `auth admin ...`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Give the registered user with this email the admin role.
+    Grant { email: String },
+}
+
+impl Service for Auth {
+    const NAME: &'static str = "auth";
+    const ABOUT: &'static str = "The auth service: users, passwords and access tokens.";
+    const MIGRATION_LOCK: i64 = LOCK_KEY;
+    type Config = Config;
+    type Migrator = Migrator;
+    type Command = Command;
+
+    fn config_from_env() -> anyhow::Result<Config> {
+        Config::from_env()
+    }
+
+    fn server_config(config: &Config) -> &ServerConfig {
+        &config.server
+    }
+
+    async fn build(config: Config, parts: &mut Parts) -> anyhow::Result<Routes> {
         let issuer = match &config.jwt_private_key_file {
             Some(path) => TokenIssuer::from_pem_file(path, config.token_ttl)?,
             None => {
@@ -40,41 +70,31 @@ impl Application {
         };
         tracing::info!(kid = issuer.kid(), "token signing key loaded");
         let hasher = Hasher::new(config.hash_concurrency).await?;
-
-        let (listener, port) = common::http::bind(config.port)?;
-        let db_data = web::Data::new(db.clone());
+        let queued = hasher.clone();
+        common::metrics::gauge_fn(
+            parts.metrics(),
+            "shop_password_hash_queue_depth",
+            "Password hashes and verifications waiting for a hashing thread.",
+            move || queued.queued() as f64,
+        )?;
+        let logins = web::Data::new(Logins::register(parts.metrics())?);
+        let db = web::Data::new(parts.db().clone());
         let hasher = web::Data::new(hasher);
         let issuer = web::Data::new(issuer);
-        let server = common::http::serve(listener, move |cfg| {
-            cfg.app_data(db_data.clone())
+        Ok(Routes::new(move |cfg| {
+            cfg.app_data(db.clone())
                 .app_data(hasher.clone())
                 .app_data(issuer.clone())
+                .app_data(logins.clone())
                 .configure(routes::configure);
-        })?;
-        tracing::info!(port, "auth listening");
-        Ok(Application {
-            port,
-            server,
-            db,
-            shutdown,
-        })
+        }))
     }
 
-    /// The port the server is bound to.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Serves until the shutdown token is cancelled, then lets in-flight requests finish
-    /// (up to `SHUTDOWN_TIMEOUT_SECS`) and closes the pool.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let stopper = common::http::stop_when_cancelled(&self.server, self.shutdown.clone());
-        let served = self.server.await.context("the HTTP server failed");
-        stopper.abort();
-        if let Err(e) = self.db.close().await {
-            tracing::warn!(error = %e, "closing the database pool failed");
+    async fn run_command(command: Command, config: Config) -> anyhow::Result<()> {
+        match command {
+            Command::Admin {
+                command: AdminCommand::Grant { email },
+            } => admin::grant_with_config(&config.server.database, &email).await,
         }
-        tracing::info!("auth stopped");
-        served
     }
 }

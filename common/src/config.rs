@@ -99,9 +99,28 @@ impl AmqpConfig {
     }
 }
 
-/// The HTTP port: `PORT`, or the service's default.
-pub fn port(default: u16) -> anyhow::Result<u16> {
-    parse_or("PORT", default)
+/// What every service is configured with, whatever else it needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `PORT`: the HTTP port on 0.0.0.0; 0 picks a free one.
+    pub port: u16,
+    /// The service's own database.
+    pub database: DatabaseConfig,
+    /// `SHUTDOWN_TIMEOUT_SECS`, default 20: how long in-flight requests and deliveries may take
+    /// after SIGTERM before the service stops anyway.
+    pub shutdown_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// Reads the settings of `service`, whose port is `default_port` unless `PORT` says
+    /// otherwise.
+    pub fn from_env(service: &str, default_port: u16) -> anyhow::Result<Self> {
+        Ok(Self {
+            port: parse_or("PORT", default_port)?,
+            database: DatabaseConfig::from_env(service).context("database settings")?,
+            shutdown_timeout: Duration::from_secs(parse_or("SHUTDOWN_TIMEOUT_SECS", 20)?),
+        })
+    }
 }
 
 /// `AUTH_JWKS_URL`, where verifiers fetch auth's public keys.
@@ -110,11 +129,4 @@ pub fn jwks_url() -> String {
         "AUTH_JWKS_URL",
         "http://127.0.0.1:3001/auth/.well-known/jwks.json",
     )
-}
-
-/// `SHUTDOWN_TIMEOUT_SECS`, default 20: how long in-flight work may take after SIGTERM.
-pub fn shutdown_timeout() -> anyhow::Result<Duration> {
-    parse_or("SHUTDOWN_TIMEOUT_SECS", 20u64)
-        .map(Duration::from_secs)
-        .context("SHUTDOWN_TIMEOUT_SECS")
 }

@@ -7,7 +7,10 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-use crate::config::DatabaseConfig;
+use crate::{
+    config::DatabaseConfig,
+    metrics::{self, Registry},
+};
 
 /// Opens the pool with the explicit size, acquire timeout and statement timeout of `config`.
 pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<DatabaseConnection> {
@@ -73,9 +76,28 @@ pub async fn migrate_and_close<M: MigratorTrait>(
     Ok(())
 }
 
-/// Answers whether the database responds to a trivial query (for `/readyz`).
-pub async fn ping(db: &DatabaseConnection) -> bool {
-    db.ping().await.is_ok()
+/// Registers `shop_db_pool_connections{state="in_use"|"idle"}` and
+/// `shop_db_pool_max_connections`, read from the pool at every scrape.
+pub fn register_pool_metrics(db: &DatabaseConnection, registry: &Registry) -> anyhow::Result<()> {
+    let pool = db.get_postgres_connection_pool().clone();
+    let max = pool.options().get_max_connections();
+    metrics::gauge_vec_fn(
+        registry,
+        "shop_db_pool_connections",
+        "Connections the pool holds, by whether a request is using them.",
+        "state",
+        move || {
+            let open = i64::from(pool.size());
+            let idle = i64::try_from(pool.num_idle()).unwrap_or(open);
+            vec![("in_use", open - idle), ("idle", idle)]
+        },
+    )?;
+    metrics::gauge_fn(
+        registry,
+        "shop_db_pool_max_connections",
+        "The most connections the pool opens (DB_MAX_CONNECTIONS).",
+        move || f64::from(max),
+    )
 }
 
 /// The URL with any password replaced, for logs.

@@ -87,6 +87,13 @@ pub enum CreateOrderReplyV1 {
 impl RpcRequest for CreateOrderV1 {
     const MESSAGE_TYPE: &'static str = "order.create.v1";
     type Reply = CreateOrderReplyV1;
+
+    fn reply_outcome(reply: &CreateOrderReplyV1) -> &'static str {
+        match reply {
+            CreateOrderReplyV1::Order(_) => "order",
+            CreateOrderReplyV1::Problem(_) => "problem",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,12 @@
 //! The orders service's settings, read from the environment.
 
-use common::config::{AmqpConfig, DatabaseConfig, jwks_url, parse_or, port};
+use common::config::{AmqpConfig, ServerConfig, jwks_url, parse_or};
 
-/// Everything `orders serve` needs to start.
+/// Everything the orders service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `PORT`, default 3003.
-    pub port: u16,
-    /// The service's own database.
-    pub database: DatabaseConfig,
+    /// `PORT` (default 3003), the `orders` database and the shutdown timeout.
+    pub server: ServerConfig,
     /// RabbitMQ and the order queue.
     pub amqp: AmqpConfig,
     /// `AUTH_JWKS_URL`: where bearer tokens' public keys come from.
@@ -24,8 +22,7 @@ impl Config {
         // A prefetch of 0 means "unlimited" to RabbitMQ, which is never what a typo meant.
         anyhow::ensure!(prefetch > 0, "ORDER_PREFETCH must be at least 1");
         Ok(Self {
-            port: port(3003)?,
-            database: DatabaseConfig::from_env("orders")?,
+            server: ServerConfig::from_env("orders", 3003)?,
             amqp: AmqpConfig::from_env(),
             jwks_url: jwks_url(),
             prefetch,

@@ -2,10 +2,12 @@
 
 use actix_web::http::StatusCode;
 use common::{
-    amqp::{Broker, Hooks, Incoming, Outcome},
+    amqp::{Broker, ConsumerMetrics, Hooks, Incoming, Outcome, ServeOptions},
     messages::{CreateOrderReplyV1, CreateOrderV1},
+    metrics::{Registry, register},
     problem::Problem,
 };
+use prometheus::IntCounter;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -15,68 +17,99 @@ use crate::{
     store::{self, Inserted},
 };
 
-/// Consumes `queue` until `shutdown`, storing each request and replying with its order.
+/// Consumes `queue` until `shutdown`, storing each request with `orders` and replying with its
+/// order; `metrics` counts the deliveries.
 pub async fn run(
     broker: Broker,
     queue: String,
     prefetch: u16,
-    db: DatabaseConnection,
+    orders: OrderHandler,
+    metrics: Option<ConsumerMetrics>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let hooks = Hooks {
-        after_reply: Some(|| failpoint::hit(failpoint::Point::AfterReply)),
+    let options = ServeOptions {
+        prefetch,
+        hooks: Hooks {
+            after_reply: Some(|| failpoint::hit(failpoint::Point::AfterReply)),
+        },
+        metrics,
     };
-    common::amqp::serve_with_hooks::<CreateOrderV1, _, _>(
+    common::amqp::serve_with::<CreateOrderV1, _, _>(
         broker,
         queue,
-        prefetch,
+        options,
         move |incoming| {
-            let db = db.clone();
-            async move { create_order(&db, incoming).await }
+            let orders = orders.clone();
+            async move { orders.create_order(incoming).await }
         },
-        hooks,
         shutdown,
     )
     .await
 }
 
-/// Handles one request: a reply with the order (new or replayed) or a problem for the client,
-/// or a retry when the database is unreachable, so a database outage never loses a buy.
-pub async fn create_order(
-    db: &DatabaseConnection,
-    incoming: Incoming<CreateOrderV1>,
-) -> Outcome<CreateOrderReplyV1> {
-    let new = match NewOrder::parse(incoming.request, incoming.message_id) {
-        Ok(new) => new,
-        Err(reason) => {
-            tracing::info!(%reason, "order request refused");
-            return Outcome::Reply(CreateOrderReplyV1::Problem(reason.into()));
-        }
-    };
-    let inserted = store::insert_order(db, &new).await;
-    if inserted.is_ok() {
-        failpoint::hit(failpoint::Point::AfterCommit);
+/// Stores buy requests as orders, counting the new ones in `shop_orders_created_total`.
+#[derive(Clone)]
+pub struct OrderHandler {
+    db: DatabaseConnection,
+    created: IntCounter,
+}
+
+impl OrderHandler {
+    /// A handler storing orders in `db`, its counter registered in `registry`.
+    pub fn new(db: DatabaseConnection, registry: &Registry) -> anyhow::Result<Self> {
+        Ok(Self {
+            db,
+            created: register(
+                registry,
+                IntCounter::new(
+                    "shop_orders_created_total",
+                    "Orders stored; a request replayed under the same key is not counted again.",
+                )?,
+            )?,
+        })
     }
-    match inserted {
-        Ok(Inserted::Created(order)) => {
-            tracing::info!(order_id = %order.id, total_cents = order.total_cents, "order created");
-            Outcome::Reply(CreateOrderReplyV1::Order(order))
+
+    /// Handles one request: a reply with the order (new or replayed) or a problem for the
+    /// client, or a retry when the database is unreachable, so a database outage never loses
+    /// a buy.
+    pub async fn create_order(
+        &self,
+        incoming: Incoming<CreateOrderV1>,
+    ) -> Outcome<CreateOrderReplyV1> {
+        let db = &self.db;
+        let new = match NewOrder::parse(incoming.request, incoming.message_id) {
+            Ok(new) => new,
+            Err(reason) => {
+                tracing::info!(%reason, "order request refused");
+                return Outcome::Reply(CreateOrderReplyV1::Problem(reason.into()));
+            }
+        };
+        let inserted = store::insert_order(db, &new).await;
+        if inserted.is_ok() {
+            failpoint::hit(failpoint::Point::AfterCommit);
         }
-        Ok(Inserted::Replayed(order)) => {
-            tracing::info!(order_id = %order.id, "order request replayed");
-            Outcome::Reply(CreateOrderReplyV1::Order(order))
-        }
-        Ok(Inserted::KeyReused(existing)) => {
-            tracing::info!(order_id = %existing, "idempotency key reused with other lines");
-            Outcome::Reply(CreateOrderReplyV1::Problem(key_reused()))
-        }
-        // The server loop logs the retry with its cause.
-        Err(e) if store::is_transient(&e) => Outcome::Retry(
-            anyhow::Error::new(e).context("database unavailable while storing an order"),
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "storing an order failed");
-            Outcome::Reply(CreateOrderReplyV1::Problem(Problem::internal()))
+        match inserted {
+            Ok(Inserted::Created(order)) => {
+                self.created.inc();
+                tracing::info!(order_id = %order.id, total_cents = order.total_cents, "order created");
+                Outcome::Reply(CreateOrderReplyV1::Order(order))
+            }
+            Ok(Inserted::Replayed(order)) => {
+                tracing::info!(order_id = %order.id, "order request replayed");
+                Outcome::Reply(CreateOrderReplyV1::Order(order))
+            }
+            Ok(Inserted::KeyReused(existing)) => {
+                tracing::info!(order_id = %existing, "idempotency key reused with other lines");
+                Outcome::Reply(CreateOrderReplyV1::Problem(key_reused()))
+            }
+            // The server loop logs the retry with its cause.
+            Err(e) if store::is_transient(&e) => Outcome::Retry(
+                anyhow::Error::new(e).context("database unavailable while storing an order"),
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "storing an order failed");
+                Outcome::Reply(CreateOrderReplyV1::Problem(Problem::internal()))
+            }
         }
     }
 }

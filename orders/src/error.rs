@@ -20,7 +20,7 @@ pub enum Error {
 
 impl Error {
     /// The body the client receives.
-    pub fn to_problem(&self) -> Problem {
+    pub fn problem(&self) -> Problem {
         match self {
             Error::OrderNotFound => Problem::not_found("There is no such order."),
             Error::Rejected(problem) => problem.clone(),
@@ -31,14 +31,15 @@ impl Error {
 
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
-        self.to_problem().status_code()
+        self.problem().status_code()
     }
 
     fn error_response(&self) -> HttpResponse {
+        // The edge is the one place a failure is logged, with its whole cause chain.
         if let Error::Unexpected(e) = self {
             tracing::error!(error = format!("{e:#}"), "request failed");
         }
-        self.to_problem().to_response()
+        self.problem().to_response()
     }
 }
 
@@ -53,7 +54,7 @@ mod tests {
             .context("listing orders")
             .unwrap_err()
             .into();
-        let problem = err.to_problem();
+        let problem = err.problem();
         assert_eq!(problem.status, 500);
         assert!(!problem.detail.contains("relation"));
         assert!(!problem.detail.contains("listing"));

@@ -11,3 +11,5 @@ pub mod migration;
 pub mod routes;
 pub mod startup;
 pub mod store;
+
+pub use startup::Orders;

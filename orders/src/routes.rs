@@ -1,13 +1,11 @@
-//! The HTTP API: the caller's orders, health and readiness.
+//! The HTTP API: the caller's orders.
 
-use actix_web::{HttpResponse, http::StatusCode, web};
+use actix_web::{HttpResponse, web};
 use anyhow::Context;
 use common::{
-    amqp::Broker,
     ids::OrderId,
     jwt::AuthUser,
     paging::{Paging, PagingQuery},
-    problem::Problem,
 };
 use sea_orm::DatabaseConnection;
 
@@ -15,35 +13,8 @@ use crate::{error::Error, store};
 
 /// Registers every route of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/orders", web::get().to(list_orders))
+    cfg.route("/orders", web::get().to(list_orders))
         .route("/orders/{id}", web::get().to(get_order));
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
-}
-
-async fn readyz(db: web::Data<DatabaseConnection>, broker: web::Data<Broker>) -> HttpResponse {
-    let database = common::db::ping(&db).await;
-    let broker = broker.is_connected();
-    if database && broker {
-        HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
-    } else {
-        let down: Vec<&str> = [
-            (!database).then_some("database"),
-            (!broker).then_some("broker"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("Not ready: no answer from the {}.", down.join(" or the ")),
-        )
-        .to_response()
-    }
 }
 
 async fn list_orders(

@@ -7,6 +7,7 @@ use common::{
     messages::{CreateOrderReplyV1, Order},
     testing::wait_until,
 };
+use lapin::types::{AMQPValue, FieldTable};
 use orders::entity::order;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use support::{PATIENCE, Requester, TestApp, request};
@@ -48,7 +49,7 @@ async fn a_buy_request_is_answered_with_the_stored_order() {
     assert_eq!((order.user_id, order.total_cents), (user, 900));
     assert_eq!(order.items[0].product_id, product);
     let shown = app
-        .get(&format!("/orders/{}", order.id), Some(user))
+        .get_as(&format!("/orders/{}", order.id), Some(user))
         .await
         .json::<Order>()
         .await
@@ -255,5 +256,67 @@ async fn a_request_with_a_future_deadline_is_served() {
     let (correlation_id, reply) = requester.next_reply().await;
     assert_eq!(correlation_id, "c-soon");
     assert_eq!(order_of(reply).total_cents, 21);
+    finish(app, requester).await;
+}
+
+/// The trace id in a `traceparent` header value (`00-<trace id>-<span id>-<flags>`).
+fn trace_of(headers: &FieldTable) -> (String, String) {
+    let value = match headers.inner().get("traceparent") {
+        Some(AMQPValue::LongString(value)) => {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        }
+        other => panic!("the reply carries a traceparent, not {other:?}"),
+    };
+    let parts: Vec<&str> = value.split('-').collect();
+    assert_eq!(parts.len(), 4, "a W3C traceparent: {value}");
+    (parts[1].to_owned(), parts[2].to_owned())
+}
+
+#[tokio::test]
+async fn a_request_in_a_trace_is_answered_by_a_reply_in_the_same_trace() {
+    let app = TestApp::spawn().await;
+    let mut requester = Requester::connect(&app.queue).await;
+    let buy = request(UserId::new(), &[(ProductId::new(), 100, 1)], None);
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller = "00f067aa0ba902b7";
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "traceparent".into(),
+        AMQPValue::LongString(format!("00-{trace}-{caller}-01").into()),
+    );
+
+    requester
+        .publish_raw(
+            &serde_json::to_vec(&buy).unwrap(),
+            requester
+                .properties("traced", "c-traced")
+                .with_headers(headers),
+        )
+        .await;
+
+    let (correlation_id, reply, headers) = requester.next_reply_with_headers().await;
+    assert_eq!(correlation_id, "c-traced");
+    order_of(reply);
+    let (replied_trace, replied_span) = trace_of(&headers);
+    assert_eq!(
+        replied_trace, trace,
+        "the reply carries the request's trace back"
+    );
+    assert_ne!(replied_span, caller, "from orders' own span within it");
+    finish(app, requester).await;
+}
+
+#[tokio::test]
+async fn a_request_without_trace_headers_is_served_in_a_trace_of_its_own() {
+    let app = TestApp::spawn().await;
+    let mut requester = Requester::connect(&app.queue).await;
+    let buy = request(UserId::new(), &[(ProductId::new(), 100, 1)], None);
+
+    requester.publish(&buy, "untraced", "c-untraced").await;
+
+    let (_, reply, headers) = requester.next_reply_with_headers().await;
+    order_of(reply);
+    let (trace, _) = trace_of(&headers);
+    assert_ne!(trace, "0".repeat(32), "a new, valid trace");
     finish(app, requester).await;
 }

@@ -8,9 +8,8 @@ use common::{
     messages::{CreateOrderReplyV1, Order},
     testing::wait_until,
 };
-use orders::consumer::create_order;
 use reqwest::StatusCode;
-use support::{PATIENCE, TestApp, request};
+use support::{PATIENCE, TestApp, handler, request};
 
 /// Stores an order for `user` the way the consumer would.
 async fn place(app: &TestApp, user: UserId, price: i64) -> Order {
@@ -20,14 +19,14 @@ async fn place(app: &TestApp, user: UserId, price: i64) -> Order {
         request_id: None,
         redelivered: false,
     };
-    match create_order(&app.db, incoming).await {
+    match handler(&app.db).create_order(incoming).await {
         Outcome::Reply(CreateOrderReplyV1::Order(order)) => order,
         other => panic!("the order was not stored: {other:?}"),
     }
 }
 
 async fn list(app: &TestApp, user: UserId, query: &str) -> Vec<Order> {
-    let response = app.get(&format!("/orders{query}"), Some(user)).await;
+    let response = app.get_as(&format!("/orders{query}"), Some(user)).await;
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.expect("a list of orders")
 }
@@ -79,7 +78,7 @@ async fn the_list_is_paged_with_limit_and_offset() {
         "?limit=many",
         "?page=2",
     ] {
-        let response = app.get(&format!("/orders{bad}"), Some(user)).await;
+        let response = app.get_as(&format!("/orders{bad}"), Some(user)).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
 }
@@ -90,7 +89,9 @@ async fn an_order_is_shown_to_its_owner_as_stored() {
     let user = UserId::new();
     let order = place(&app, user, 1999).await;
 
-    let response = app.get(&format!("/orders/{}", order.id), Some(user)).await;
+    let response = app
+        .get_as(&format!("/orders/{}", order.id), Some(user))
+        .await;
 
     assert_eq!(response.status(), StatusCode::OK);
     let body: serde_json::Value = response.json().await.unwrap();
@@ -106,11 +107,13 @@ async fn someone_elses_order_is_not_found_just_like_a_missing_one() {
     let (alice, bob) = (UserId::new(), UserId::new());
     let bobs = place(&app, bob, 100).await;
 
-    let theirs = app.get(&format!("/orders/{}", bobs.id), Some(alice)).await;
-    let missing = app
-        .get(&format!("/orders/{}", OrderId::new()), Some(alice))
+    let theirs = app
+        .get_as(&format!("/orders/{}", bobs.id), Some(alice))
         .await;
-    let malformed = app.get("/orders/not-an-id", Some(alice)).await;
+    let missing = app
+        .get_as(&format!("/orders/{}", OrderId::new()), Some(alice))
+        .await;
+    let malformed = app.get_as("/orders/not-an-id", Some(alice)).await;
 
     assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
@@ -127,7 +130,7 @@ async fn orders_are_only_shown_with_a_valid_bearer_token() {
     let order = place(&app, user, 100).await;
 
     for path in ["/orders".to_owned(), format!("/orders/{}", order.id)] {
-        let anonymous = app.get(&path, None).await;
+        let anonymous = app.get_as(&path, None).await;
         assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(
             anonymous.headers()["content-type"],
@@ -148,12 +151,12 @@ async fn orders_are_only_shown_with_a_valid_bearer_token() {
 async fn the_service_is_healthy_and_ready_once_its_database_and_broker_answer() {
     let app = TestApp::spawn().await;
 
-    assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
+    assert_eq!(app.get_as("/healthz", None).await.status(), StatusCode::OK);
     wait_until(PATIENCE, "/readyz to answer 200", || async {
-        (app.get("/readyz", None).await.status() == StatusCode::OK).then_some(())
+        (app.get_as("/readyz", None).await.status() == StatusCode::OK).then_some(())
     })
     .await;
-    let unknown = app.get("/no/such/route", None).await;
+    let unknown = app.get_as("/no/such/route", None).await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
 

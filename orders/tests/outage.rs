@@ -43,7 +43,8 @@ async fn a_buy_sent_while_the_database_is_down_is_stored_once_it_returns_and_nev
         broker,
         queue.clone(),
         4,
-        db,
+        support::handler(&db),
+        None,
         shutdown.clone(),
     ));
     let user = UserId::new();

@@ -11,12 +11,12 @@ use common::{
     messages::{CreateOrderReplyV1, CreateOrderV1, Order},
     problem::Problem,
 };
-use orders::{consumer::create_order, entity::order};
+use orders::entity::order;
 use sea_orm::{
     ColumnTrait, ConnectOptions, Database, DatabaseConnection, EntityTrait, PaginatorTrait,
     QueryFilter,
 };
-use support::{migrated_database, request};
+use support::{handler, migrated_database, request};
 
 fn incoming(request: CreateOrderV1, message_id: Option<&str>) -> Incoming<CreateOrderV1> {
     Incoming {
@@ -32,7 +32,10 @@ async fn reply(
     request: CreateOrderV1,
     message_id: Option<&str>,
 ) -> CreateOrderReplyV1 {
-    match create_order(db, incoming(request, message_id)).await {
+    match handler(db)
+        .create_order(incoming(request, message_id))
+        .await
+    {
         Outcome::Reply(reply) => reply,
         Outcome::Retry(e) => panic!("expected a reply, got a retry: {e:#}"),
     }
@@ -237,14 +240,12 @@ async fn an_unreachable_database_asks_for_a_retry_rather_than_answering() {
         .connect_timeout(Duration::from_millis(500));
     let db = Database::connect(options).await.expect("a lazy pool");
 
-    let outcome = create_order(
-        &db,
-        incoming(
+    let outcome = handler(&db)
+        .create_order(incoming(
             request(UserId::new(), &[(ProductId::new(), 1, 1)], None),
             Some("m"),
-        ),
-    )
-    .await;
+        ))
+        .await;
 
     assert!(matches!(outcome, Outcome::Retry(_)), "got {outcome:?}");
 }

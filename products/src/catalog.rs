@@ -18,8 +18,9 @@ use std::{
 
 use actix_web::web::Bytes;
 use anyhow::Context;
-use common::{ids::ProductId, paging::Paging};
+use common::{ids::ProductId, metrics::Registry, paging::Paging};
 use moka::future::Cache;
+use prometheus::{IntCounterVec, Opts};
 use sea_orm::DatabaseConnection;
 
 use crate::{domain::NewProduct, entity::product, error::Error, routes::ProductBody, store};
@@ -44,6 +45,8 @@ struct Caches {
     pages: Cache<(u64, u64, u64), Bytes>,
     /// Incremented by every product added through this replica.
     generation: Arc<AtomicU64>,
+    /// `shop_catalog_cache_requests_total{cache, result}`.
+    requests: IntCounterVec,
 }
 
 impl Catalog {
@@ -59,8 +62,24 @@ impl Catalog {
                 .time_to_live(ttl)
                 .build(),
             generation: Arc::default(),
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "shop_catalog_cache_requests_total",
+                    "Catalog cache lookups, by cache (product, page) and result (hit, miss).",
+                ),
+                &["cache", "result"],
+            )
+            .expect("a valid metric definition"),
         });
         Self { db, caches }
+    }
+
+    /// Registers the cache's hit and miss counter in `registry` (nothing when caching is off).
+    pub fn register_metrics(&self, registry: &Registry) -> anyhow::Result<()> {
+        if let Some(caches) = &self.caches {
+            common::metrics::register(registry, caches.requests.clone())?;
+        }
+        Ok(())
     }
 
     /// One page of the listing, oldest first, as its JSON body.
@@ -69,14 +88,15 @@ impl Catalog {
             return self.read_page(paging).await;
         };
         let generation = caches.generation.load(Ordering::Acquire);
-        caches
+        let entry = caches
             .pages
-            .try_get_with(
-                (generation, paging.limit(), paging.offset()),
-                self.read_page(paging),
-            )
+            .entry((generation, paging.limit(), paging.offset()))
+            .or_try_insert_with(self.read_page(paging))
             .await
-            .map_err(shared_error)
+            .map_err(shared_error)?;
+        // Fresh: read from the database by this request (or one it waited for).
+        caches.count("page", !entry.is_fresh());
+        Ok(entry.into_value())
     }
 
     async fn read_page(&self, paging: Paging) -> Result<Bytes, Error> {
@@ -101,12 +121,16 @@ impl Catalog {
         let mut missing = Vec::new();
         for &id in ids {
             match &self.caches {
-                Some(caches) => match caches.products.get(&id).await {
-                    Some(row) => {
-                        found.insert(id, row);
+                Some(caches) => {
+                    let cached = caches.products.get(&id).await;
+                    caches.count("product", cached.is_some());
+                    match cached {
+                        Some(row) => {
+                            found.insert(id, row);
+                        }
+                        None => missing.push(id),
                     }
-                    None => missing.push(id),
-                },
+                }
                 None => missing.push(id),
             }
         }
@@ -133,6 +157,13 @@ impl Catalog {
             caches.products.insert(row.id, Arc::new(row.clone())).await;
         }
         Ok(row)
+    }
+}
+
+impl Caches {
+    fn count(&self, cache: &'static str, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.requests.with_label_values(&[cache, result]).inc();
     }
 }
 

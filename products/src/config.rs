@@ -2,19 +2,16 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use common::{
     amqp::ReplyMode,
-    config::{AmqpConfig, DatabaseConfig, parse_or},
+    config::{AmqpConfig, ServerConfig, parse_or},
 };
 
 /// Everything the products service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `PORT`, default 3002.
-    pub port: u16,
-    /// The service's own database.
-    pub database: DatabaseConfig,
+    /// `PORT` (default 3002), the `products` database and the shutdown timeout.
+    pub server: ServerConfig,
     /// The broker and the queue buy requests go to.
     pub amqp: AmqpConfig,
     /// `RPC_TIMEOUT_MS`, default 5000: how long a buy waits for the orders reply.
@@ -38,8 +35,7 @@ impl Config {
         // A zero timeout would fail every buy before orders could answer.
         anyhow::ensure!(rpc_timeout_ms > 0, "RPC_TIMEOUT_MS must be positive");
         Ok(Self {
-            port: common::config::port(3002)?,
-            database: DatabaseConfig::from_env("products").context("database settings")?,
+            server: ServerConfig::from_env("products", 3002)?,
             amqp: AmqpConfig::from_env(),
             rpc_timeout: Duration::from_millis(rpc_timeout_ms),
             reply_mode: parse_or("RPC_REPLY_MODE", ReplyMode::PerRequest)?,

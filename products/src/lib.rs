@@ -12,3 +12,5 @@ pub mod order_queue;
 pub mod routes;
 pub mod startup;
 pub mod store;
+
+pub use startup::Products;

@@ -21,9 +21,13 @@ const MAX_PAUSE: Duration = Duration::from_secs(5);
 pub struct OrderQueueDeclared(AtomicBool);
 
 impl OrderQueueDeclared {
-    /// Whether the declaration succeeded.
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+    /// Whether the declaration succeeded; for `/readyz`.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.0.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err("the order queue is not declared yet")
+        }
     }
 
     fn set(&self) {

@@ -1,15 +1,17 @@
-//! Building and running the service.
+//! What products adds to the service skeleton: the catalog, the RPC client that asks orders to
+//! store a buy, the token verifier and its routes.
 
 use std::sync::Arc;
 
-use actix_web::{dev::Server, web};
-use anyhow::Context;
+use actix_web::web;
 use common::{
-    amqp::{Broker, RpcClient},
+    amqp::RpcClient,
+    config::ServerConfig,
+    http::Routes,
     jwt::JwksVerifier,
     messages::CreateOrderV1,
+    service::{NoCommand, Parts, Service},
 };
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     catalog::Catalog,
@@ -20,95 +22,63 @@ use crate::{
     routes,
 };
 
-/// The running service: its HTTP server, bound and ready to be awaited.
-pub struct Application {
-    port: u16,
-    server: Server,
-    broker: Broker,
-    shutdown: CancellationToken,
-}
+/// The products service: the catalog, and buys turned into orders.
+pub struct Products;
 
-impl Application {
-    /// Connects the database (migrating it when configured to), starts the broker connection,
-    /// and binds `0.0.0.0:{port}`; port 0 picks a free one.
-    pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let db = common::db::connect_and_migrate::<Migrator>(&config.database, LOCK_KEY).await?;
-        let broker = Broker::start(config.amqp.url.clone(), shutdown.clone());
+impl Service for Products {
+    const NAME: &'static str = "products";
+    const ABOUT: &'static str = "The products service: the catalog, and buys turned into orders.";
+    const MIGRATION_LOCK: i64 = LOCK_KEY;
+    type Config = Config;
+    type Migrator = Migrator;
+    type Command = NoCommand;
+
+    fn config_from_env() -> anyhow::Result<Config> {
+        Config::from_env()
+    }
+
+    fn server_config(config: &Config) -> &ServerConfig {
+        &config.server
+    }
+
+    async fn build(config: Config, parts: &mut Parts) -> anyhow::Result<Routes> {
+        let broker = parts.connect_broker(&config.amqp)?;
         let orders = RpcClient::<CreateOrderV1>::new(
             broker.clone(),
             config.amqp.order_queue.clone(),
             config.reply_mode,
             config.rpc_timeout,
         );
-        let verifier = JwksVerifier::new(config.jwks_url.clone());
+        orders.register_metrics(parts.metrics())?;
+        // Buys cannot be routed until the queue exists, whichever of products and orders
+        // starts first.
         let queue_declared = Arc::new(OrderQueueDeclared::default());
+        let declared = queue_declared.clone();
+        parts.ready_when("order_queue", move || declared.check());
         tokio::spawn(order_queue::declare_when_connected(
-            broker.clone(),
+            broker,
             config.amqp.order_queue.clone(),
-            queue_declared.clone(),
-            shutdown.clone(),
+            queue_declared,
+            parts.shutdown().clone(),
         ));
+        tracing::info!(queue = %config.amqp.order_queue, reply_mode = config.reply_mode.as_str(), "buys go to the order queue");
 
-        let (listener, port) = common::http::bind(config.port)?;
-        let catalog = web::Data::new(Catalog::new(db.clone(), config.catalog_cache_ttl));
-        let db = web::Data::new(db);
-        let broker_data = web::Data::new(broker.clone());
+        let catalog = Catalog::new(parts.db().clone(), config.catalog_cache_ttl);
+        catalog.register_metrics(parts.metrics())?;
+        let catalog = web::Data::new(catalog);
         let orders = web::Data::new(orders);
-        let verifier = web::Data::new(verifier);
+        let verifier = web::Data::new(JwksVerifier::new(config.jwks_url.clone()));
         let in_flight = web::Data::new(InFlight::default());
-        let queue_declared = web::Data::from(queue_declared);
-        let server = common::http::serve(listener, move |cfg| {
-            cfg.app_data(db.clone())
-                .app_data(catalog.clone())
-                .app_data(broker_data.clone())
+        Ok(Routes::new(move |cfg| {
+            cfg.app_data(catalog.clone())
                 .app_data(orders.clone())
                 .app_data(verifier.clone())
                 .app_data(in_flight.clone())
-                .app_data(queue_declared.clone())
                 .configure(routes::configure);
-        })?;
-        tracing::info!(port, queue = %config.amqp.order_queue, "products listening");
-        Ok(Self {
-            port,
-            server,
-            broker,
-            shutdown,
-        })
+        }))
     }
 
-    /// The port the server is bound to.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Serves until the shutdown token is cancelled, then lets in-flight requests finish.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self {
-            mut server,
-            broker,
-            shutdown,
-            ..
-        } = self;
-        let handle = server.handle();
-        tokio::select! {
-            result = &mut server => {
-                // Without the server there is nothing to serve; stop the broker too.
-                shutdown.cancel();
-                broker.close().await;
-                result.context("the HTTP server stopped on its own")?;
-                tracing::warn!("the HTTP server stopped on its own");
-                return Ok(());
-            }
-            () = shutdown.cancelled() => {}
-        }
-        tracing::info!("shutdown requested; finishing in-flight requests");
-        // The command is sent now; the server future, awaited next, is what carries it out.
-        let stopped = handle.stop(true);
-        server.await.context("stopping the HTTP server")?;
-        stopped.await;
-        tracing::info!("the HTTP server stopped after shutdown was requested");
-        // Last, so no request still in flight loses its connection.
-        broker.close().await;
-        Ok(())
+    async fn run_command(command: NoCommand, _config: Config) -> anyhow::Result<()> {
+        match command {}
     }
 }

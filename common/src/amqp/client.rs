@@ -4,10 +4,10 @@ use std::{
     collections::HashMap,
     marker::PhantomData,
     sync::{
-        Arc, Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard, OnceLock, PoisonError,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, anyhow};
@@ -18,17 +18,21 @@ use lapin::{
     options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions},
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
+use prometheus::HistogramVec;
 use tokio::sync::oneshot;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use super::{
     CONTENT_TYPE_JSON, CallOptions, HEADER_DEADLINE_MS, HEADER_REQUEST_ID, ReplyMode, RpcError,
     RpcRequest,
     broker::{Broker, Live},
-    now_epoch_ms,
+    now_epoch_ms, propagation,
     topology::declare_reply_queue,
 };
+use crate::metrics::{Registry, duration_histogram};
 
 /// The pseudo-queue of RabbitMQ Direct Reply-to.
 const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -83,9 +87,25 @@ impl<R: RpcRequest> RpcClient<R> {
                 timeout,
                 link: Mutex::new(None),
                 rebuild: tokio::sync::Mutex::new(()),
+                duration: OnceLock::new(),
             }),
             _marker: PhantomData,
         }
+    }
+
+    /// Registers `shop_rpc_client_duration_seconds` (labels `reply_mode` and `outcome`) in
+    /// `registry`; from then on every call is timed into it.
+    pub fn register_metrics(&self, registry: &Registry) -> anyhow::Result<()> {
+        let histogram = duration_histogram(
+            registry,
+            "shop_rpc_client_duration_seconds",
+            "Time from the start of an RPC call to its reply or failure.",
+            &["reply_mode", "outcome"],
+        )?;
+        self.inner
+            .duration
+            .set(histogram)
+            .map_err(|_| anyhow!("this client's metrics are registered already"))
     }
 
     /// Publishes `request` (persistent, mandatory, confirmed, `expiration` = timeout) and waits
@@ -97,7 +117,35 @@ impl<R: RpcRequest> RpcClient<R> {
     /// named `queue`. [`RpcError::Timeout`] means the request may still be processed later;
     /// so does an `Unavailable` caused by the connection dropping after the publish was
     /// confirmed, which is why servers must be idempotent.
+    ///
+    /// The call runs in a client span whose trace context travels in the request's headers.
     pub async fn call(&self, request: &R, opts: CallOptions) -> Result<R::Reply, RpcError> {
+        let started = Instant::now();
+        let span = tracing::info_span!(
+            "rpc",
+            otel.name = %format_args!("send {}", R::MESSAGE_TYPE),
+            otel.kind = "client",
+            messaging.system = "rabbitmq",
+            messaging.destination.name = %self.inner.queue,
+            rpc.outcome = tracing::field::Empty,
+        );
+        let result = self.send(request, opts).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(reply) => R::reply_outcome(reply),
+            Err(RpcError::Unavailable(_)) => "unavailable",
+            Err(RpcError::Timeout(_)) => "timeout",
+            Err(RpcError::BadReply(_)) => "bad_reply",
+        };
+        span.record("rpc.outcome", outcome);
+        if let Some(duration) = self.inner.duration.get() {
+            duration
+                .with_label_values(&[self.inner.mode.as_str(), outcome])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    async fn send(&self, request: &R, opts: CallOptions) -> Result<R::Reply, RpcError> {
         let body = serde_json::to_vec(request)
             .context("serialize the request")
             .map_err(RpcError::Unavailable)?;
@@ -118,6 +166,8 @@ struct Inner {
     link: Mutex<Option<Arc<Link>>>,
     /// Held while channels are being (re)built, so concurrent calls build them once.
     rebuild: tokio::sync::Mutex<()>,
+    /// `shop_rpc_client_duration_seconds`, once registered.
+    duration: OnceLock<HistogramVec>,
 }
 
 impl Inner {
@@ -157,6 +207,7 @@ impl Inner {
             HEADER_DEADLINE_MS.into(),
             AMQPValue::LongLongInt(now_epoch_ms().saturating_add(timeout_ms)),
         );
+        propagation::inject(&tracing::Span::current().context(), &mut headers);
         let properties = BasicProperties::default()
             // Persistent: a request accepted (confirmed) by a quorum queue survives a restart.
             .with_delivery_mode(2)

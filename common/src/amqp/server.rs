@@ -1,6 +1,9 @@
 //! The RPC server loop: consume, parse, handle, reply, ack; again after every reconnect.
 
-use std::{panic::AssertUnwindSafe, time::Duration};
+use std::{
+    panic::AssertUnwindSafe,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
 use futures::{FutureExt, StreamExt};
@@ -14,16 +17,19 @@ use lapin::{
     protocol::{AMQPErrorKind, AMQPSoftError},
     types::{AMQPValue, FieldTable, ShortString},
 };
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{
     CONTENT_TYPE_JSON, DELIVERY_LIMIT, HEADER_DEAD_LETTER_REASON, HEADER_DEADLINE_MS,
     HEADER_REQUEST_ID, Incoming, Outcome, RpcRequest,
     broker::{Broker, Live},
-    dead_letter_queue, declare_work_queue, now_epoch_ms,
+    dead_letter_queue, declare_work_queue, now_epoch_ms, propagation,
 };
+use crate::metrics::{Registry, duration_histogram, register};
 
 /// Set by a quorum queue on a redelivered message: how many times it was returned unsettled.
 const HEADER_DELIVERY_COUNT: &str = "x-delivery-count";
@@ -74,24 +80,119 @@ where
     H: Fn(Incoming<R>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Outcome<R::Reply>> + Send,
 {
-    serve_with_hooks(broker, queue, prefetch, handler, Hooks::default(), shutdown).await
+    let options = ServeOptions {
+        prefetch,
+        ..ServeOptions::default()
+    };
+    serve_with(broker, queue, options, handler, shutdown).await
 }
 
-/// Points in the handling of a delivery where [`serve_with_hooks`] calls back, so tests can
-/// inject faults there.
+/// How [`serve_with`] consumes, beyond the queue.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// Unacknowledged deliveries held at once, and so requests handled at once.
+    pub prefetch: u16,
+    /// Callbacks at points of the handling, for fault injection.
+    pub hooks: Hooks,
+    /// Where deliveries are counted and timed; not counted when `None`.
+    pub metrics: Option<ConsumerMetrics>,
+}
+
+/// Points in the handling of a delivery where [`serve_with`] calls back, so tests can inject
+/// faults there.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Hooks {
     /// Called once the broker has confirmed the reply, just before the request is acked.
     pub after_reply: Option<fn()>,
 }
 
-/// [`serve`], calling `hooks` along the way.
-pub async fn serve_with_hooks<R, H, Fut>(
+/// What a consumer counts: `shop_amqp_consumed_total{queue, outcome}` (`ack`,
+/// `dead_lettered`, `retried`, `expired`), `shop_amqp_handling_duration_seconds{queue}` from
+/// delivery to settlement, and `shop_amqp_consumers{queue}`, the subscriptions open now.
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    consumed: IntCounterVec,
+    handling: HistogramVec,
+    consumers: IntGaugeVec,
+}
+
+impl ConsumerMetrics {
+    /// Registers the consumer's metrics in `registry`.
+    pub fn register(registry: &Registry) -> anyhow::Result<Self> {
+        Ok(Self {
+            consumed: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "shop_amqp_consumed_total",
+                        "Deliveries settled, by how: ack (answered), dead_lettered, retried (held \
+                         for another attempt or returned to the queue) or expired (past its \
+                         deadline).",
+                    ),
+                    &["queue", "outcome"],
+                )?,
+            )?,
+            handling: duration_histogram(
+                registry,
+                "shop_amqp_handling_duration_seconds",
+                "Time from a delivery's arrival to its settlement.",
+                &["queue"],
+            )?,
+            consumers: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "shop_amqp_consumers",
+                        "Consumer subscriptions this process holds on the queue now.",
+                    ),
+                    &["queue"],
+                )?,
+            )?,
+        })
+    }
+}
+
+impl ConsumerMetrics {
+    /// Shows every outcome of `queue` at 0, and no subscription, before the first delivery: a
+    /// series that first appears at 1 shows no increase to an alert.
+    pub fn start_counting(&self, queue: &str) {
+        for outcome in ["ack", "dead_lettered", "retried", "expired"] {
+            self.consumed.with_label_values(&[queue, outcome]);
+        }
+        self.consumers.with_label_values(&[queue]);
+    }
+}
+
+/// Counts a delivery's settlement, and its handling time once it is final.
+struct Tally<'a> {
+    metrics: Option<&'a ConsumerMetrics>,
+    queue: &'a str,
+    received: Instant,
+}
+
+impl Tally<'_> {
+    fn count(&self, outcome: &'static str) {
+        if let Some(metrics) = self.metrics {
+            metrics
+                .consumed
+                .with_label_values(&[self.queue, outcome])
+                .inc();
+            if outcome != "retried" {
+                metrics
+                    .handling
+                    .with_label_values(&[self.queue])
+                    .observe(self.received.elapsed().as_secs_f64());
+            }
+        }
+    }
+}
+
+/// [`serve`], with every option.
+pub async fn serve_with<R, H, Fut>(
     broker: Broker,
     queue: String,
-    prefetch: u16,
+    options: ServeOptions,
     handler: H,
-    hooks: Hooks,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()>
 where
@@ -111,7 +212,7 @@ where
             shutdown.cancelled().await;
             return Ok(());
         };
-        match consume(&live, &queue, prefetch, &handler, hooks, &shutdown).await {
+        match consume(&live, &queue, &options, &handler, &shutdown).await {
             Ok(Session::Stopped) => return Ok(()),
             Ok(Session::Ended) => {
                 tracing::warn!(
@@ -140,6 +241,28 @@ where
     }
 }
 
+/// Counts one open subscription in `shop_amqp_consumers` for as long as it lives, so every way
+/// out of a session, errors included, counts it down.
+struct Subscribed(Option<IntGauge>);
+
+impl Subscribed {
+    fn new(metrics: Option<&ConsumerMetrics>, queue: &str) -> Self {
+        let gauge = metrics.map(|m| m.consumers.with_label_values(&[queue]));
+        if let Some(gauge) = &gauge {
+            gauge.inc();
+        }
+        Self(gauge)
+    }
+}
+
+impl Drop for Subscribed {
+    fn drop(&mut self) {
+        if let Some(gauge) = &self.0 {
+            gauge.dec();
+        }
+    }
+}
+
 /// How a consuming session ended.
 enum Session {
     /// `shutdown` was cancelled and the deliveries in progress are done.
@@ -161,9 +284,8 @@ async fn next_open(state: &mut watch::Receiver<Option<Live>>) -> Option<Live> {
 async fn consume<R, H, Fut>(
     live: &Live,
     queue: &str,
-    prefetch: u16,
+    options: &ServeOptions,
     handler: &H,
-    hooks: Hooks,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Session>
 where
@@ -171,6 +293,7 @@ where
     H: Fn(Incoming<R>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Outcome<R::Reply>> + Send,
 {
+    let prefetch = options.prefetch;
     let connection = &live.connection;
     let channel = connection
         .create_channel()
@@ -212,6 +335,7 @@ where
         generation = live.generation,
         "consuming requests"
     );
+    let _subscribed = Subscribed::new(options.metrics.as_ref(), queue);
 
     // prefetch 0 means "unlimited" to RabbitMQ; follow it here too.
     let limit = (prefetch > 0).then_some(usize::from(prefetch));
@@ -235,7 +359,10 @@ where
         .for_each_concurrent(limit, |delivery| async move {
             match delivery {
                 Ok(delivery) => {
-                    handle(delivery, handler, hooks, channel, replies, queue, shutdown).await
+                    handle(
+                        delivery, handler, options, channel, replies, queue, shutdown,
+                    )
+                    .await
                 }
                 Err(e) => tracing::warn!(queue, error = %e, "consumer failed"),
             }
@@ -256,7 +383,7 @@ where
 async fn handle<R, H, Fut>(
     delivery: Delivery,
     handler: &H,
-    hooks: Hooks,
+    options: &ServeOptions,
     channel: &Channel,
     replies: &Channel,
     queue: &str,
@@ -271,8 +398,16 @@ async fn handle<R, H, Fut>(
     let message_id = properties.message_id().as_ref().map(|id| id.to_string());
     // Counted by the quorum queue: how often this request went back to the queue unsettled.
     let returned = header_i64(properties, HEADER_DELIVERY_COUNT).unwrap_or(0);
+    let tally = Tally {
+        metrics: options.metrics.as_ref(),
+        queue,
+        received: Instant::now(),
+    };
     let span = tracing::info_span!(
         "delivery",
+        otel.name = %format_args!("process {}", R::MESSAGE_TYPE),
+        otel.kind = "server",
+        messaging.system = "rabbitmq",
         queue,
         request_id = request_id.as_deref(),
         message_id = message_id.as_deref(),
@@ -283,6 +418,8 @@ async fn handle<R, H, Fut>(
         redelivered = delivery.redelivered,
         returned,
     );
+    // Continues the caller's trace; a request without a (valid) trace context starts its own.
+    let _ = span.set_parent(propagation::extract(properties.headers().as_ref()));
     async move {
         // One line per delivery, for counting redeliveries in fault tests.
         tracing::debug!("delivery received");
@@ -290,7 +427,7 @@ async fn handle<R, H, Fut>(
             // It keeps coming back unsettled: most likely it takes its consumer down with it.
             let why = format!("returned to the queue {returned} times without being settled");
             tracing::error!(reason = %why, "dead-lettering the request");
-            dead_letter(&delivery, replies, queue, &why).await;
+            tally.count(dead_letter(&delivery, replies, queue, &why).await);
             return;
         }
         let deadline = header_i64(&delivery.properties, HEADER_DEADLINE_MS);
@@ -301,7 +438,7 @@ async fn handle<R, H, Fut>(
                 Ok(request) => request,
                 Err(why) => {
                     tracing::warn!(reason = %why, "unreadable request; dead-lettering it");
-                    dead_letter(&delivery, replies, queue, &why).await;
+                    tally.count(dead_letter(&delivery, replies, queue, &why).await);
                     return;
                 }
             };
@@ -313,6 +450,7 @@ async fn handle<R, H, Fut>(
                     "request past the moment its caller gave up; dropping it"
                 );
                 settle(delivery.acker.ack(BasicAckOptions::default()).await, "ack");
+                tally.count("expired");
                 return;
             }
             let incoming = Incoming {
@@ -325,10 +463,11 @@ async fn handle<R, H, Fut>(
                 Ok(Outcome::Reply(reply)) => {
                     match send_reply::<R>(replies, &delivery.properties, &reply).await {
                         Ok(()) => {
-                            if let Some(after_reply) = hooks.after_reply {
+                            if let Some(after_reply) = options.hooks.after_reply {
                                 after_reply();
                             }
-                            settle(delivery.acker.ack(BasicAckOptions::default()).await, "ack")
+                            settle(delivery.acker.ack(BasicAckOptions::default()).await, "ack");
+                            tally.count("ack");
                         }
                         Err(e) => {
                             // Redelivered and answered again; the handler is idempotent.
@@ -337,6 +476,7 @@ async fn handle<R, H, Fut>(
                                 "could not send the reply; requeueing the request"
                             );
                             requeue(&delivery.acker).await;
+                            tally.count("retried");
                         }
                     }
                     return;
@@ -346,10 +486,13 @@ async fn handle<R, H, Fut>(
                     // A panic is most likely this message's doing; the dead-letter queue keeps
                     // it for a human instead of crashing every consumer it is redelivered to.
                     tracing::error!("handler panicked; dead-lettering the request");
-                    dead_letter(&delivery, replies, queue, "its handler panicked").await;
+                    tally.count(
+                        dead_letter(&delivery, replies, queue, "its handler panicked").await,
+                    );
                     return;
                 }
             };
+            tally.count("retried");
             if !channel.status().connected() {
                 // Nothing to settle on a dead channel; the broker redelivers the request.
                 tracing::warn!(
@@ -423,15 +566,17 @@ async fn send_reply<R: RpcRequest>(
         // Transient: reply queues are exclusive and die with their client anyway.
         .with_delivery_mode(1)
         .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64);
+    let mut headers = FieldTable::default();
     if let Some(request_id) = request
         .headers()
         .as_ref()
         .and_then(|h| h.inner().get(HEADER_REQUEST_ID))
     {
-        let mut headers = FieldTable::default();
         headers.insert(HEADER_REQUEST_ID.into(), request_id.clone());
-        properties = properties.with_headers(headers);
     }
+    // The server's span, so the caller can tie the answer to the work behind it.
+    propagation::inject(&tracing::Span::current().context(), &mut headers);
+    properties = properties.with_headers(headers);
     let confirmation = replies
         .basic_publish(
             ShortString::default(),
@@ -468,15 +613,25 @@ async fn requeue(acker: &Acker) {
 /// and says why in [`HEADER_DEAD_LETTER_REASON`]. Published here rather than left to a
 /// dead-letter exchange, so that requests which merely expired never land there. When the copy
 /// is not confirmed the request is requeued, to be tried again.
-async fn dead_letter(delivery: &Delivery, replies: &Channel, queue: &str, reason: &str) {
+/// Returns the outcome to count: `dead_lettered`, or `retried` when it went back to the queue.
+async fn dead_letter(
+    delivery: &Delivery,
+    replies: &Channel,
+    queue: &str,
+    reason: &str,
+) -> &'static str {
     match publish_dead_letter(delivery, replies, queue, reason).await {
-        Ok(()) => settle(delivery.acker.ack(BasicAckOptions::default()).await, "ack"),
+        Ok(()) => {
+            settle(delivery.acker.ack(BasicAckOptions::default()).await, "ack");
+            "dead_lettered"
+        }
         Err(e) => {
             tracing::warn!(
                 error = format!("{e:#}"),
                 "could not dead-letter the request; requeueing it"
             );
             requeue(&delivery.acker).await;
+            "retried"
         }
     }
 }

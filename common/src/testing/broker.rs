@@ -134,11 +134,21 @@ pub async fn next_reply<T: DeserializeOwned>(
     replies: &mut Consumer,
     timeout: Duration,
 ) -> (String, T) {
+    let (correlation_id, reply, _) = next_reply_with_headers(replies, timeout).await;
+    (correlation_id, reply)
+}
+
+/// [`next_reply`], with the reply's headers.
+pub async fn next_reply_with_headers<T: DeserializeOwned>(
+    replies: &mut Consumer,
+    timeout: Duration,
+) -> (String, T, FieldTable) {
     let delivery = tokio::time::timeout(timeout, replies.next())
         .await
         .unwrap_or_else(|_| panic!("a reply within {timeout:?}"))
         .expect("the reply consumer is open")
         .expect("a reply delivery");
+    let headers = delivery.properties.headers().clone().unwrap_or_default();
     let correlation_id = delivery
         .properties
         .correlation_id()
@@ -151,5 +161,5 @@ pub async fn next_reply<T: DeserializeOwned>(
             String::from_utf8_lossy(&delivery.data)
         )
     });
-    (correlation_id, reply)
+    (correlation_id, reply, headers)
 }

@@ -1,4 +1,5 @@
-//! Helpers for integration tests: a fresh database per test, unique queue names, waiting on a
+//! Helpers for integration tests: any service running in the test ([`TestApp`]) and the shutdown
+//! every service must show, a fresh database per test, unique queue names, waiting on a
 //! condition with a deadline, a stand-in for auth's token issuer, a look at the broker's
 //! queues, a TCP relay that injects network faults, and the loopback guard of the load and fault
 //! tools. Compiled only with the `testing` feature.
@@ -8,18 +9,23 @@ use std::{future::Future, time::Duration};
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use uuid::Uuid;
 
-use crate::config::{DatabaseConfig, var_or};
+use crate::config::{DatabaseConfig, ServerConfig, var_or};
 
+mod app;
 mod broker;
 mod issuer;
+mod logs;
 mod loopback;
+pub mod metrics;
 mod relay;
 
+pub use app::{PATIENCE, TestApp, assert_graceful_shutdown};
 pub use broker::{
     broker_connection, consume_without_acks, delete_queue, delete_queue_on_drop, next_reply,
-    publish, queue_counts, request_properties,
+    next_reply_with_headers, publish, queue_counts, request_properties,
 };
 pub use issuer::{TestIssuer, claims_for};
+pub use logs::CapturedLogs;
 pub use loopback::require_loopback;
 pub use relay::{FaultRelay, RelayMode};
 
@@ -85,7 +91,20 @@ impl TestDatabase {
             migrate_on_start: true,
         }
     }
+
+    /// Server settings for a service under test: any free port, this database, and
+    /// [`TEST_SHUTDOWN_TIMEOUT`].
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            port: 0,
+            database: self.config(),
+            shutdown_timeout: TEST_SHUTDOWN_TIMEOUT,
+        }
+    }
 }
+
+/// The `SHUTDOWN_TIMEOUT_SECS` of services under test.
+pub const TEST_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {

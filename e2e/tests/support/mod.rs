@@ -7,25 +7,20 @@
     reason = "every test binary compiles this module and uses its own subset of it"
 )]
 
-use std::{collections::BTreeMap, fmt::Display, future::Future, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use common::{
     amqp::ReplyMode,
-    config::{AmqpConfig, DatabaseConfig},
-    testing::{self, TestDatabase, wait_until},
+    config::{AmqpConfig, ServerConfig},
+    testing::{self, TestApp, TestDatabase},
 };
 use futures::future::join_all;
 use reqwest::{RequestBuilder, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The password every test user gets; long enough for auth's rule.
 pub const PASSWORD: &str = "correct horse battery staple";
-
-/// How long a service may take to answer `/readyz` with 200 after it starts.
-const READY_WITHIN: Duration = Duration::from_secs(20);
 
 /// What varies between systems under test.
 #[derive(Debug, Clone, Copy)]
@@ -50,42 +45,6 @@ impl Options {
         Self {
             rpc_timeout,
             ..self
-        }
-    }
-}
-
-/// One service running on the test's runtime.
-struct Running {
-    name: &'static str,
-    port: u16,
-    stop: CancellationToken,
-    task: JoinHandle<Result<(), String>>,
-}
-
-impl Running {
-    fn spawn<F, E>(name: &'static str, port: u16, stop: CancellationToken, run: F) -> Self
-    where
-        F: Future<Output = Result<(), E>> + Send + 'static,
-        E: Display,
-    {
-        // `{:#}` keeps anyhow's whole cause chain in the message a failing test shows.
-        let task = tokio::spawn(async move { run.await.map_err(|e| format!("{e:#}")) });
-        Self {
-            name,
-            port,
-            stop,
-            task,
-        }
-    }
-
-    /// Cancels the service's token and waits until `run_until_stopped` has returned.
-    async fn stop(self) {
-        self.stop.cancel();
-        match tokio::time::timeout(Duration::from_secs(30), self.task).await {
-            Err(_) => panic!("{} did not stop within 30 s of being asked", self.name),
-            Ok(Err(e)) => panic!("{} panicked: {e}", self.name),
-            Ok(Ok(Err(e))) => panic!("{} stopped with an error: {e}", self.name),
-            Ok(Ok(Ok(()))) => {}
         }
     }
 }
@@ -240,13 +199,19 @@ pub async fn message_count(broker: &lapin::Connection, queue: &str) -> Option<u3
     Some(messages)
 }
 
-/// Database settings for a service under test. The concurrent tests send a few hundred
-/// requests at once to services sharing a small machine with other tests; waiting for a pooled
+/// Server settings for a service under test. The concurrent tests send a few hundred requests
+/// at once to services sharing a small machine with other tests; waiting for a pooled
 /// connection must not be what fails them.
-fn pool_for(db: &TestDatabase) -> DatabaseConfig {
-    DatabaseConfig {
-        acquire_timeout: Duration::from_secs(30),
-        ..db.config()
+fn server_for(db: &TestDatabase) -> ServerConfig {
+    let mut server = db.server_config();
+    server.database.acquire_timeout = Duration::from_secs(30);
+    server
+}
+
+/// Stops `app` as SIGTERM would, panicking unless it stops cleanly.
+async fn stop(name: &str, mut app: TestApp) {
+    if let Err(e) = app.stop().await {
+        panic!("{name} stopped with an error: {e:#}");
     }
 }
 
@@ -256,10 +221,9 @@ pub struct System {
     /// The queue buys go to; its dead letters go to `<order_queue>.dlq`.
     pub order_queue: String,
     pub options: Options,
-    root: CancellationToken,
-    auth: Option<Running>,
-    products: Option<Running>,
-    orders: Option<Running>,
+    auth: Option<TestApp>,
+    products: Option<TestApp>,
+    orders: Option<TestApp>,
     auth_db: TestDatabase,
     products_db: TestDatabase,
     orders_db: TestDatabase,
@@ -278,23 +242,13 @@ impl System {
             TestDatabase::create(),
             TestDatabase::create()
         );
-        let root = CancellationToken::new();
-
-        let stop = root.child_token();
-        let app = auth::startup::Application::build(
-            auth::config::Config {
-                port: 0,
-                database: pool_for(&auth_db),
-                jwt_private_key_file: None,
-                token_ttl: Duration::from_secs(15 * 60),
-                hash_concurrency: 2,
-            },
-            stop.clone(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("auth did not start: {e:#}"));
-        let auth = Running::spawn("auth", app.port(), stop, app.run_until_stopped());
-
+        let auth = TestApp::spawn_ready::<auth::Auth>(auth::config::Config {
+            server: server_for(&auth_db),
+            jwt_private_key_file: None,
+            token_ttl: Duration::from_secs(15 * 60),
+            hash_concurrency: 2,
+        })
+        .await;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -303,7 +257,6 @@ impl System {
             http,
             order_queue: testing::unique_queue("ORDER"),
             options,
-            root,
             auth: Some(auth),
             products: None,
             orders: None,
@@ -313,17 +266,19 @@ impl System {
         };
         system.start_orders().await;
         system.start_products().await;
-        system.wait_ready("auth", system.auth_port()).await;
         system
     }
 
     /// Stops every service, checking each ends cleanly, and deletes the test's queues.
     pub async fn stop(mut self) {
-        for running in [self.products.take(), self.orders.take(), self.auth.take()]
-            .into_iter()
-            .flatten()
-        {
-            running.stop().await;
+        for (name, app) in [
+            ("products", self.products.take()),
+            ("orders", self.orders.take()),
+            ("auth", self.auth.take()),
+        ] {
+            if let Some(app) = app {
+                stop(name, app).await;
+            }
         }
         let broker = testing::broker_connection().await;
         let channel = broker.create_channel().await.expect("open a channel");
@@ -375,69 +330,57 @@ impl System {
     }
 
     async fn start_products(&mut self) {
-        let stop = self.root.child_token();
-        let app = products::startup::Application::build(
-            products::config::Config {
-                port: 0,
-                database: pool_for(&self.products_db),
-                amqp: self.amqp(),
-                rpc_timeout: self.options.rpc_timeout,
-                reply_mode: self.options.reply_mode,
-                jwks_url: self.jwks_url(),
-                catalog_cache_ttl: products::config::DEFAULT_CATALOG_CACHE_TTL,
-            },
-            stop.clone(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("products did not start: {e:#}"));
-        let port = app.port();
-        self.products = Some(Running::spawn(
-            "products",
-            port,
-            stop,
-            app.run_until_stopped(),
-        ));
-        self.wait_ready("products", port).await;
+        let config = products::config::Config {
+            server: server_for(&self.products_db),
+            amqp: self.amqp(),
+            rpc_timeout: self.options.rpc_timeout,
+            reply_mode: self.options.reply_mode,
+            jwks_url: self.jwks_url(),
+            catalog_cache_ttl: products::config::DEFAULT_CATALOG_CACHE_TTL,
+        };
+        self.products = Some(TestApp::spawn_ready::<products::Products>(config).await);
     }
 
     /// Starts orders (again) with the same settings, and waits until it is ready.
     pub async fn start_orders(&mut self) {
         assert!(self.orders.is_none(), "orders is already running");
-        let stop = self.root.child_token();
-        let app = orders::startup::Application::build(
-            orders::config::Config {
-                port: 0,
-                database: pool_for(&self.orders_db),
-                amqp: self.amqp(),
-                jwks_url: self.jwks_url(),
-                prefetch: 32,
-            },
-            stop.clone(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("orders did not start: {e:#}"));
-        let port = app.port();
-        self.orders = Some(Running::spawn(
-            "orders",
-            port,
-            stop,
-            app.run_until_stopped(),
-        ));
-        self.wait_ready("orders", port).await;
+        let config = orders::config::Config {
+            server: server_for(&self.orders_db),
+            amqp: self.amqp(),
+            jwks_url: self.jwks_url(),
+            prefetch: 32,
+        };
+        self.orders = Some(TestApp::spawn_ready::<orders::Orders>(config).await);
     }
 
     /// Stops orders the way SIGTERM would, and waits until it has finished.
     pub async fn stop_orders(&mut self) {
-        self.orders.take().expect("orders is running").stop().await;
+        let orders = self.orders.take().expect("orders is running");
+        stop("orders", orders).await;
     }
 
-    async fn wait_ready(&self, name: &str, port: u16) {
-        let url = format!("http://127.0.0.1:{port}/readyz");
-        wait_until(READY_WITHIN, &format!("{name} to be ready"), || async {
-            let response = self.http.get(&url).send().await.ok()?;
-            (response.status() == StatusCode::OK).then_some(())
-        })
-        .await;
+    /// The running products service.
+    pub fn products(&self) -> &TestApp {
+        self.products.as_ref().expect("products is running")
+    }
+
+    /// The running orders service.
+    pub fn orders_app(&self) -> &TestApp {
+        self.orders.as_ref().expect("orders is running")
+    }
+
+    /// The running auth service.
+    pub fn auth(&self) -> &TestApp {
+        self.auth.as_ref().expect("auth is running")
+    }
+
+    /// What `GET /metrics` of auth, products and orders answer now.
+    pub async fn metrics(&self) -> (String, String, String) {
+        tokio::join!(
+            self.auth().metrics(),
+            self.products().metrics(),
+            self.orders_app().metrics()
+        )
     }
 
     /// The status of `/readyz` of products and of orders.
@@ -546,15 +489,19 @@ impl System {
     }
 
     pub async fn buy(&self, token: &str, body: &Value, idempotency_key: Option<&str>) -> Reply {
-        let mut request = self
-            .http
-            .post(self.products_url("/products/buy"))
-            .bearer_auth(token)
-            .json(body);
+        let mut request = self.buy_request(token, body);
         if let Some(key) = idempotency_key {
             request = request.header("Idempotency-Key", key);
         }
         send(request).await
+    }
+
+    /// A buy of `body` as whoever holds `token`, for a test to add headers to.
+    pub fn buy_request(&self, token: &str, body: &Value) -> RequestBuilder {
+        self.http
+            .post(self.products_url("/products/buy"))
+            .bearer_auth(token)
+            .json(body)
     }
 
     /// The caller's orders, newest first, as `GET /orders?limit=200` answers.
@@ -661,12 +608,5 @@ impl System {
             expected.sort();
             assert_eq!(listed, expected, "orders listed for {}", user.email);
         }
-    }
-}
-
-impl Drop for System {
-    fn drop(&mut self) {
-        // A test that panicked never called `stop`; its services must not outlive it.
-        self.root.cancel();
     }
 }

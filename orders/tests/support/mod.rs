@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset of these helpers.
 
-use std::time::Duration;
+use std::{ops::Deref, time::Duration};
 
 use common::{
     amqp::{
@@ -13,9 +13,9 @@ use common::{
     ids::{ProductId, UserId},
     messages::{CreateOrderReplyV1, CreateOrderV1, OrderLineV1},
     testing::{
-        TestDatabase, TestIssuer, amqp_url, broker_connection, consume_without_acks,
-        delete_queue_on_drop, next_reply, publish, request_properties, require_broker,
-        unique_queue,
+        self, TestDatabase, TestIssuer, amqp_url, broker_connection, consume_without_acks,
+        delete_queue_on_drop, next_reply, next_reply_with_headers, publish, request_properties,
+        require_broker, unique_queue,
     },
 };
 use lapin::{
@@ -24,13 +24,11 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 use orders::{
+    Orders,
     config::Config,
     migration::{LOCK_KEY, Migrator},
-    startup::Application,
 };
 use sea_orm::DatabaseConnection;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for something that should happen within milliseconds.
 pub const PATIENCE: Duration = Duration::from_secs(15);
@@ -49,14 +47,20 @@ pub async fn migrated_database() -> (TestDatabase, DatabaseConnection) {
 
 /// The real orders service on port 0, with its own database and order queue.
 pub struct TestApp {
-    pub address: String,
+    app: testing::TestApp,
+    /// A pool of the test's own on the service's database.
     pub db: DatabaseConnection,
     pub queue: String,
     pub issuer: TestIssuer,
-    pub http: reqwest::Client,
-    shutdown: CancellationToken,
-    running: Option<JoinHandle<anyhow::Result<()>>>,
     _database: TestDatabase,
+}
+
+impl Deref for TestApp {
+    type Target = testing::TestApp;
+
+    fn deref(&self) -> &testing::TestApp {
+        &self.app
+    }
 }
 
 impl TestApp {
@@ -65,14 +69,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with_prefetch(prefetch: u16) -> Self {
-        common::telemetry::init("orders-test");
         require_broker().await;
         let (database, db) = migrated_database().await;
         let issuer = TestIssuer::start().await;
         let queue = unique_queue("orders-test");
         let config = Config {
-            port: 0,
-            database: database.config(),
+            server: database.server_config(),
             amqp: AmqpConfig {
                 url: amqp_url(),
                 order_queue: queue.clone(),
@@ -80,37 +82,23 @@ impl TestApp {
             jwks_url: issuer.jwks_url().to_owned(),
             prefetch,
         };
-        let shutdown = CancellationToken::new();
-        let app = Application::build(config, shutdown.clone())
-            .await
-            .expect("the application builds");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let running = tokio::spawn(app.run_until_stopped());
         Self {
-            address,
+            app: testing::TestApp::spawn::<Orders>(config).await,
             db,
             queue,
             issuer,
-            http: reqwest::Client::new(),
-            shutdown,
-            running: Some(running),
             _database: database,
         }
     }
 
     /// Shuts the service down as SIGTERM would and waits until it has stopped.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        let running = self.running.take().expect("the app is running");
-        tokio::time::timeout(PATIENCE, running)
-            .await
-            .expect("the app stops within the patience")
-            .expect("the app task did not panic")
+        self.app.stop().await
     }
 
     /// `GET path` with `user`'s token (or none).
-    pub async fn get(&self, path: &str, user: Option<UserId>) -> reqwest::Response {
-        let mut request = self.http.get(format!("{}{path}", self.address));
+    pub async fn get_as(&self, path: &str, user: Option<UserId>) -> reqwest::Response {
+        let mut request = self.http.get(self.url(path));
         if let Some(user) = user {
             request = request.bearer_auth(self.issuer.token_for(user, &[]));
         }
@@ -120,9 +108,14 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.shutdown.cancel();
         delete_queue_on_drop(&self.queue);
     }
+}
+
+/// The consumer's handler on `db`, its metrics in a registry of its own.
+pub fn handler(db: &DatabaseConnection) -> orders::consumer::OrderHandler {
+    orders::consumer::OrderHandler::new(db.clone(), &common::metrics::registry())
+        .expect("the handler's metrics register")
 }
 
 /// A buy request of `lines` (product, unit price, quantity) by `user`.
@@ -215,6 +208,11 @@ impl Requester {
     /// The next reply: its correlation id and body.
     pub async fn next_reply(&mut self) -> (String, CreateOrderReplyV1) {
         next_reply(&mut self.replies, PATIENCE).await
+    }
+
+    /// The next reply: its correlation id, body and headers.
+    pub async fn next_reply_with_headers(&mut self) -> (String, CreateOrderReplyV1, FieldTable) {
+        next_reply_with_headers(&mut self.replies, PATIENCE).await
     }
 
     /// Takes one message from `<queue>.dlq`, if there is one.

@@ -1,7 +1,6 @@
 //! HTTP routes of the products service.
 
 mod buy;
-mod health;
 mod products;
 
 use actix_web::web;
@@ -11,13 +10,11 @@ pub use products::{CreateProductBody, ProductBody};
 
 /// Registers every route of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .service(
-            web::scope("/products")
-                .route("", web::get().to(products::list))
-                .route("", web::post().to(products::create))
-                .route("/buy", web::post().to(buy::buy))
-                .route("/{id}", web::get().to(products::get)),
-        );
+    cfg.service(
+        web::scope("/products")
+            .route("", web::get().to(products::list))
+            .route("", web::post().to(products::create))
+            .route("/buy", web::post().to(buy::buy))
+            .route("/{id}", web::get().to(products::get)),
+    );
 }

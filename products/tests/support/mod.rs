@@ -5,7 +5,7 @@
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, ops::Deref, time::Duration};
 
 use common::{
     amqp::{Broker, Incoming, Outcome, ReplyMode, serve},
@@ -14,29 +14,33 @@ use common::{
     jwt::{Claims, ROLE_ADMIN},
     messages::{CreateOrderReplyV1, CreateOrderV1, Order, OrderItem},
     testing::{
-        TestDatabase, TestIssuer, amqp_url, broker_connection, claims_for, delete_queue,
+        self, TestDatabase, TestIssuer, amqp_url, broker_connection, claims_for, delete_queue,
         delete_queue_on_drop, queue_counts, require_broker, unique_queue, wait_until,
     },
 };
-use products::{config::Config, routes::ProductBody, startup::Application};
+use products::{Products, config::Config, routes::ProductBody};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// A running products service and what it talks to.
 pub struct TestApp {
-    pub address: String,
-    pub http: reqwest::Client,
+    app: testing::TestApp,
     /// The queue this app sends buys to; no other test uses it.
     pub queue: String,
     /// The customer whose token [`TestApp::customer_token`] mints.
     pub customer: Claims,
     /// Stands in for auth: the app trusts its tokens.
     pub issuer: TestIssuer,
-    pub shutdown: CancellationToken,
-    pub server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub db: TestDatabase,
+}
+
+impl Deref for TestApp {
+    type Target = testing::TestApp;
+
+    fn deref(&self) -> &testing::TestApp {
+        &self.app
+    }
 }
 
 /// Settings a test may change before the app starts.
@@ -66,7 +70,6 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the service with `options`.
 pub async fn spawn_app_with(options: Options) -> TestApp {
-    common::telemetry::init("products-test");
     if options.wait_ready {
         require_broker().await;
     }
@@ -74,8 +77,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let queue = unique_queue("products-test");
     let issuer = TestIssuer::start().await;
     let config = Config {
-        port: 0,
-        database: db.config(),
+        server: db.server_config(),
         amqp: AmqpConfig {
             url: options.amqp_url,
             order_queue: queue.clone(),
@@ -85,51 +87,20 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         jwks_url: issuer.jwks_url().to_owned(),
         catalog_cache_ttl: products::config::DEFAULT_CATALOG_CACHE_TTL,
     };
-    let shutdown = CancellationToken::new();
-    let app = Application::build(config, shutdown.clone())
-        .await
-        .expect("the application builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let server = tokio::spawn(app.run_until_stopped());
-    let test_app = TestApp {
-        address,
-        http: reqwest::Client::new(),
+    let app = testing::TestApp::spawn::<Products>(config).await;
+    if options.wait_ready {
+        app.wait_ready().await;
+    }
+    TestApp {
+        app,
         queue,
         customer: claims_for(UserId::new(), &[]),
         issuer,
-        shutdown,
-        server: Some(server),
         db,
-    };
-    if options.wait_ready {
-        let http = test_app.http.clone();
-        let ready = test_app.url("/readyz");
-        wait_until(Duration::from_secs(10), "products to be ready", || {
-            let (http, ready) = (http.clone(), ready.clone());
-            async move {
-                let response = http.get(&ready).send().await.ok()?;
-                response.status().is_success().then_some(())
-            }
-        })
-        .await;
     }
-    test_app
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
-    /// `GET path` without a token.
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(self.url(path))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-    }
-
     /// `GET path` without a token, read as JSON.
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         self.get(path)
@@ -203,19 +174,19 @@ impl TestApp {
             .json(body)
     }
 
-    /// Cancels the shutdown token and waits for the server to finish.
+    /// Stops the service as SIGTERM would and waits until it has.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        match self.server.take() {
-            Some(server) => server.await.expect("the server task does not panic"),
-            None => Ok(()),
-        }
+        self.app.stop().await
+    }
+
+    /// The token whose cancellation stops the service; its child tokens stop with it.
+    pub fn shutdown(&self) -> tokio_util::sync::CancellationToken {
+        self.app.shutdown_token()
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.shutdown.cancel();
         delete_queue_on_drop(&self.queue);
     }
 }
@@ -313,7 +284,7 @@ where
         let _ = tx.send(incoming);
         async move { Outcome::Reply(answer.await) }
     };
-    let shutdown = app.shutdown.child_token();
+    let shutdown = app.shutdown().child_token();
     let broker = Broker::start(amqp_url(), shutdown.clone());
     tokio::spawn(serve(broker, app.queue.clone(), 8, handler, shutdown));
     wait_until(Duration::from_secs(10), "the fake orders consumer", || {

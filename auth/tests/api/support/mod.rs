@@ -1,16 +1,15 @@
 //! Starting the real service on port 0 against a fresh database, and talking to it.
 
-use std::{path::PathBuf, time::Duration};
+use std::{ops::Deref, path::PathBuf, time::Duration};
 
-use auth::{config::Config, startup::Application};
+use auth::{Auth, config::Config};
 use common::{
     config::DatabaseConfig,
     jwt::{Claims, JwksVerifier},
-    testing::TestDatabase,
+    testing::{self, TestDatabase},
 };
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 /// An Ed25519 key generated once with `openssl genpkey -algorithm ed25519`, so the test
 /// proves keys made that way load.
@@ -28,26 +27,24 @@ MC4CAQAwBQYDK2VwBCIEIHFkI8GLAy41ZFP1k5+Cqyol+4iuEd2yBB3hNruOLPPU
 /// The time to live the test apps give their tokens.
 pub const TOKEN_TTL: Duration = Duration::from_secs(900);
 
-/// A running auth service.
+/// A running auth service, and the settings of its database.
 pub struct TestApp {
-    pub address: String,
-    pub http: reqwest::Client,
+    app: testing::TestApp,
     pub database: DatabaseConfig,
-    shutdown: CancellationToken,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+impl Deref for TestApp {
+    type Target = testing::TestApp;
+
+    fn deref(&self) -> &testing::TestApp {
+        &self.app
     }
 }
 
 /// The config of a test app: any free port, `db`, an ephemeral key.
 pub fn test_config(db: &TestDatabase) -> Config {
-    common::telemetry::init("auth");
     Config {
-        port: 0,
-        database: db.config(),
+        server: db.server_config(),
         jwt_private_key_file: None,
         token_ttl: TOKEN_TTL,
         hash_concurrency: 2,
@@ -58,18 +55,10 @@ pub fn test_config(db: &TestDatabase) -> Config {
 pub async fn spawn_app_with(db: &TestDatabase, change: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(db);
     change(&mut config);
-    let database = config.database.clone();
-    let shutdown = CancellationToken::new();
-    let app = Application::build(config, shutdown.clone())
-        .await
-        .expect("the auth service builds");
-    let port = app.port();
-    tokio::spawn(app.run_until_stopped());
+    let database = config.server.database.clone();
     TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        http: reqwest::Client::new(),
+        app: testing::TestApp::spawn::<Auth>(config).await,
         database,
-        shutdown,
     }
 }
 
@@ -97,10 +86,6 @@ impl Drop for KeyFile {
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
     pub fn jwks_url(&self) -> String {
         self.url("/auth/.well-known/jwks.json")
     }

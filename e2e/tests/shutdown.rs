@@ -1,0 +1,59 @@
+//! Every service stops the same way, because all three stop through the one skeleton: one
+//! test, the same checks, for each of them.
+
+use std::time::Duration;
+
+use common::{
+    amqp::ReplyMode,
+    config::AmqpConfig,
+    testing::{
+        TEST_SHUTDOWN_TIMEOUT, TestApp, TestDatabase, TestIssuer, amqp_url,
+        assert_graceful_shutdown, delete_queue_on_drop, require_broker, unique_queue,
+    },
+};
+
+#[tokio::test]
+async fn every_service_answers_what_is_in_flight_then_closes_its_connections_and_stops() {
+    require_broker().await;
+    let issuer = TestIssuer::start().await;
+    let queue = unique_queue("shutdown");
+    delete_queue_on_drop(&queue);
+    let amqp = AmqpConfig {
+        url: amqp_url(),
+        order_queue: queue.clone(),
+    };
+    let (auth_db, products_db, orders_db) = tokio::join!(
+        TestDatabase::create(),
+        TestDatabase::create(),
+        TestDatabase::create()
+    );
+
+    let auth = TestApp::spawn_ready::<auth::Auth>(auth::config::Config {
+        server: auth_db.server_config(),
+        jwt_private_key_file: None,
+        token_ttl: Duration::from_secs(900),
+        hash_concurrency: 1,
+    })
+    .await;
+    assert_graceful_shutdown(auth, TEST_SHUTDOWN_TIMEOUT, None).await;
+
+    let products = TestApp::spawn_ready::<products::Products>(products::config::Config {
+        server: products_db.server_config(),
+        amqp: amqp.clone(),
+        rpc_timeout: Duration::from_secs(5),
+        reply_mode: ReplyMode::Direct,
+        jwks_url: issuer.jwks_url().to_owned(),
+        catalog_cache_ttl: products::config::DEFAULT_CATALOG_CACHE_TTL,
+    })
+    .await;
+    assert_graceful_shutdown(products, TEST_SHUTDOWN_TIMEOUT, None).await;
+
+    let orders = TestApp::spawn_ready::<orders::Orders>(orders::config::Config {
+        server: orders_db.server_config(),
+        amqp,
+        jwks_url: issuer.jwks_url().to_owned(),
+        prefetch: 8,
+    })
+    .await;
+    assert_graceful_shutdown(orders, TEST_SHUTDOWN_TIMEOUT, Some(&queue)).await;
+}
