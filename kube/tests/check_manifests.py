@@ -12,8 +12,14 @@ pod template (Deployments, StatefulSets, Jobs, ...):
     period longer than the preStop pause plus SHUTDOWN_TIMEOUT_SECS;
 and on the whole output: no credential as a literal in a ConfigMap or an env value, no Secret
 committed, the JWT signing key reaching auth only (each other Secret only its own workload), the
-restricted Pod Security Standard on the namespace, a default-deny NetworkPolicy, and RabbitMQ
-definitions that match common/src/amqp/topology.rs argument for argument.
+restricted Pod Security Standard on the namespace, a default-deny NetworkPolicy, RabbitMQ
+definitions that match common/src/amqp/topology.rs argument for argument, and an Ingress that
+does not route GET /metrics. Where the monitoring component (kube/components/monitoring) is
+included (prod must, dev must not: kind has no Prometheus Operator): a ServiceMonitor scraping
+/metrics of exactly the three services, a PrometheusRule whose spec is
+monitoring/prometheus/alerts.yml and whose alerts all have a severity, a summary and a
+description, and a NetworkPolicy letting only the Prometheus pods of the monitoring namespace
+reach the services' HTTP port; without it, no policy lets that namespace in.
 
 Usage: check_manifests.py [--quiet] [--kube-dir DIR] [--repo-root DIR] [OVERLAY ...]
 Prints one line per check (--quiet: only the failures) and ends with "N passed, M failed";
@@ -48,6 +54,12 @@ SECRET_READERS = {
 # A URL with a password in it: scheme://user:password@host.
 URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]*:[^@\s]*@")
 CREDENTIAL_WORDS = {"PASSWORD", "PASSWD", "PASS", "PWD", "SECRET", "TOKEN", "KEY", "CREDENTIALS", "APIKEY"}
+# What the monitoring component adds (kube/components/monitoring), and who may scrape.
+MONITORING_GROUP = "monitoring.coreos.com/"
+ALERT_RULES = Path("monitoring/prometheus/alerts.yml")
+PROMETHEUS_NAMESPACE = "monitoring"
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
+SEVERITIES = {"critical", "warning"}
 # Names with these endings carry a path or a duration next to a credential word, not the
 # credential itself (JWT_PRIVATE_KEY_FILE, TOKEN_TTL_SECS).
 NON_CREDENTIAL_SUFFIXES = ("_FILE", "_PATH", "_DIR", "_SECS", "_MS", "_TTL")
@@ -338,6 +350,98 @@ def check_ingress(r: Report, objs: list[dict], overlay: str) -> None:
               for rule in spec["rules"] for p in rule["http"]["paths"]}
     r.check(f"{overlay}: Ingress routes /auth, /products, /orders to their services",
             routes == {f"/{s}": s for s in SERVICES}, str(routes))
+    metrics = [p["path"] for rule in spec["rules"] for p in rule["http"]["paths"] if routes_path(p, "/metrics")]
+    r.check(f"{overlay}: Ingress does not route /metrics", not metrics and "defaultBackend" not in spec,
+            f"paths {metrics}" if metrics else "a defaultBackend takes every path")
+
+
+def routes_path(path_rule: dict, request_path: str) -> bool:
+    """Whether an Ingress path sends request_path to its backend. Prefix matches whole path
+    elements; ImplementationSpecific is read as Prefix, the widest reading of the common
+    controllers."""
+    path = path_rule.get("path") or "/"
+    if path_rule.get("pathType") == "Exact":
+        return request_path == path
+    prefix = path.rstrip("/")
+    return prefix == "" or request_path == prefix or request_path.startswith(prefix + "/")
+
+
+def matches(selector: dict, labels: dict) -> bool:
+    """A label selector with matchLabels only, as the manifests write them."""
+    return set(selector) <= {"matchLabels"} and all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def admits_prometheus(policy: dict) -> bool:
+    for rule in policy["spec"].get("ingress", []):
+        for peer in rule.get("from", []):
+            namespaces = peer.get("namespaceSelector")
+            if namespaces is not None and matches(namespaces, {"kubernetes.io/metadata.name": PROMETHEUS_NAMESPACE}):
+                return True
+    return False
+
+
+def check_monitoring(r: Report, objs: list[dict], overlay: str, repo_root: Path) -> None:
+    custom = [o for o in objs if o["apiVersion"].startswith(MONITORING_GROUP)]
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy" and admits_prometheus(o)]
+    if overlay == "dev":
+        r.check("dev: no monitoring component (kind runs no Prometheus Operator)", not custom,
+                ", ".join(name_of(o) for o in custom))
+    elif overlay == "prod":
+        r.check("prod: includes the monitoring component", bool(custom))
+    if not custom:
+        r.check(f"{overlay}: without the monitoring component no NetworkPolicy lets {PROMETHEUS_NAMESPACE} in",
+                not policies, ", ".join(name_of(p) for p in policies))
+        return
+
+    services = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Service"}
+    monitors = [o for o in custom if o["kind"] == "ServiceMonitor"]
+    if r.check(f"{overlay}: one ServiceMonitor", len(monitors) == 1, f"found {len(monitors)}"):
+        spec = monitors[0]["spec"]
+        selected = sorted(n for n, svc in services.items() if matches(spec["selector"], svc["metadata"].get("labels", {})))
+        r.check(f"{overlay}: ServiceMonitor selects the Services {', '.join(SERVICES)} and no other",
+                selected == sorted(SERVICES), str(selected))
+        r.check(f"{overlay}: ServiceMonitor looks in namespace {NAMESPACE} only",
+                spec.get("namespaceSelector") == {"matchNames": [NAMESPACE]}, str(spec.get("namespaceSelector")))
+        r.check(f"{overlay}: ServiceMonitor leaves the job label to the Service name", "jobLabel" not in spec)
+        endpoints = spec.get("endpoints") or []
+        r.check(f"{overlay}: ServiceMonitor scrapes GET /metrics",
+                bool(endpoints) and all(e.get("path") == "/metrics" for e in endpoints), str(endpoints))
+        for svc in SERVICES:
+            ports = {p.get("name") for p in services.get(svc, {}).get("spec", {}).get("ports", [])}
+            r.check(f"{overlay}: ServiceMonitor's ports are named on Service {svc}",
+                    bool(endpoints) and all(e.get("port") in ports for e in endpoints), f"{ports}")
+
+    rules = [o for o in custom if o["kind"] == "PrometheusRule"]
+    if r.check(f"{overlay}: one PrometheusRule", len(rules) == 1, f"found {len(rules)}"):
+        source = yaml.safe_load((repo_root / ALERT_RULES).read_text())
+        r.check(f"{overlay}: PrometheusRule {rules[0]['metadata']['name']} holds exactly {ALERT_RULES}",
+                rules[0]["spec"] == source, "it differs: run scripts/gen-prometheus-rule")
+        for group in rules[0]["spec"].get("groups", []):
+            for rule in group.get("rules", []):
+                if "alert" not in rule:
+                    continue
+                annotations = rule.get("annotations") or {}
+                r.check(f"{overlay}: alert {rule['alert']} has a severity, a summary and a description",
+                        (rule.get("labels") or {}).get("severity") in SEVERITIES
+                        and bool(annotations.get("summary")) and bool(annotations.get("description")))
+
+    pods = {o["metadata"]["name"]: o["spec"]["template"]["metadata"].get("labels", {})
+            for o in objs if o["kind"] == "Deployment"}
+    prometheus = {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS_NAMESPACE}}
+    for policy in policies:
+        spec = policy["spec"]
+        admitted = sorted(n for n, labels in pods.items() if matches(spec["podSelector"], labels))
+        r.check(f"{overlay} {name_of(policy)}: lets the monitoring namespace reach the services only",
+                admitted == sorted(SERVICES), str(admitted))
+        for rule in spec.get("ingress", []):
+            peers = rule.get("from", [])
+            r.check(f"{overlay} {name_of(policy)}: admits the Prometheus pods of {PROMETHEUS_NAMESPACE} only",
+                    bool(peers) and all(p.get("namespaceSelector") == prometheus
+                                        and p.get("podSelector") == {"matchLabels": PROMETHEUS_POD_LABELS}
+                                        for p in peers), str(peers))
+            r.check(f"{overlay} {name_of(policy)}: on the HTTP port only",
+                    rule.get("ports") == [{"protocol": "TCP", "port": "http"}], str(rule.get("ports")))
+    r.check(f"{overlay}: a NetworkPolicy lets Prometheus scrape the services", bool(policies))
 
 
 def expected_queues(topology_rs: str, queue: str) -> dict[str, dict]:
@@ -450,6 +554,7 @@ def check_overlay(r: Report, kube_dir: Path, repo_root: Path, overlay: str) -> N
     check_ingress(r, objs, overlay)
     check_rabbitmq_definitions(r, objs, overlay, repo_root)
     check_postgres_init(r, objs, overlay)
+    check_monitoring(r, objs, overlay, repo_root)
 
 
 def main() -> int:
