@@ -1,26 +1,26 @@
 //! Everything a run sets up and must take down again: its databases, its queues, and the
-//! service processes, started from release binaries on loopback ports of their own.
+//! service processes on loopback ports of their own. The services are started, seeded and
+//! stopped by `scripts/run-local`, the launcher every local run of the shop goes through (it
+//! seeds with `scripts/seed` and `bench/catalog.json`); the bench only says what it wants.
 
-use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use lapin::options::QueueDeleteOptions;
 use lapin::{Connection, ConnectionProperties};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-use crate::http::{Call, Conn};
-
-/// How long a service gets to answer `/readyz` with 200 after it is spawned.
-const READY_WAIT: Duration = Duration::from_secs(60);
-/// How long a service gets to exit after SIGTERM before it is killed.
-const STOP_WAIT: Duration = Duration::from_secs(5);
+/// The launcher and the catalog it seeds, in the checkout the bench was built from.
+const LAUNCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/run-local");
+const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.json");
+/// A bound on `run-local start`, which has its own (a minute for `/readyz`) and then seeds.
+const START_WAIT: Duration = Duration::from_secs(300);
+/// How long a service gets to exit after SIGTERM before the launcher kills it.
+const STOP_WAIT_SECS: u32 = 5;
 
 /// Where the run's servers are and where its files go.
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ pub struct Settings {
     pub base_port: Option<u16>,
 }
 
-/// The service processes a run starts, in start order.
+/// The service processes a run starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Auth,
@@ -53,7 +53,7 @@ impl Role {
         Role::ProductsDirect,
     ];
 
-    /// The name reports and log files use.
+    /// The name reports use.
     pub fn name(self) -> &'static str {
         match self {
             Role::Auth => "auth",
@@ -63,20 +63,14 @@ impl Role {
         }
     }
 
-    fn binary(self) -> &'static str {
+    /// Its instance of `run-local`, which names its log file. The launcher always runs one
+    /// instance of each service under the service's own name; the second products is an extra.
+    fn instance(self) -> &'static str {
         match self {
             Role::Auth => "auth",
             Role::Orders => "orders",
-            Role::ProductsPerRequest | Role::ProductsDirect => "products",
-        }
-    }
-
-    /// Which database of the run it uses: both products processes share one.
-    fn database(self) -> &'static str {
-        match self {
-            Role::Auth => "auth",
-            Role::Orders => "orders",
-            Role::ProductsPerRequest | Role::ProductsDirect => "products",
+            Role::ProductsPerRequest => "products",
+            Role::ProductsDirect => "products-direct",
         }
     }
 }
@@ -86,7 +80,6 @@ pub struct Service {
     pub role: Role,
     pub addr: SocketAddr,
     pub pid: u32,
-    child: Child,
 }
 
 /// The run's resources. Build it with [`Fixture::new`], then [`Fixture::start`]; whatever
@@ -100,6 +93,8 @@ pub struct Fixture {
     /// The bare harness's queue.
     pub bare_queue: String,
     created_databases: Vec<String>,
+    /// Whether the launcher was asked to start anything, so there may be something to stop.
+    launched: bool,
     pub services: Vec<Service>,
 }
 
@@ -112,6 +107,7 @@ impl Fixture {
             id,
             settings,
             created_databases: Vec::new(),
+            launched: false,
             services: Vec::new(),
         }
     }
@@ -135,18 +131,15 @@ impl Fixture {
             .expect("every role is started before any scenario runs")
     }
 
-    /// Creates the databases, then starts auth, orders and the two products processes, each
-    /// once the one before is ready.
+    /// The launcher's state directory: the services' logs and pid files.
+    fn state_dir(&self) -> PathBuf {
+        self.settings.out_dir.join("services")
+    }
+
+    /// Creates the bare harness's database, then has the launcher create the services'
+    /// databases, start auth, orders and the two products processes, and seed the catalog.
     pub async fn start(&mut self) -> anyhow::Result<()> {
-        for binary in ["auth", "orders", "products"] {
-            let path = self.settings.bin_dir.join(binary);
-            if !path.is_file() {
-                bail!(
-                    "{} is missing: build it with `cargo build --release -p auth -p products -p orders`",
-                    path.display()
-                );
-            }
-        }
+        // The bare harness is the bench's own, not a service: its database is made here.
         let admin = Database::connect(&self.settings.pg_admin_url)
             .await
             .with_context(|| {
@@ -155,31 +148,91 @@ impl Fixture {
                     self.settings.pg_admin_url
                 )
             })?;
-        for purpose in ["auth", "products", "orders", "bare"] {
-            let name = self.database_name(purpose);
-            // Identifiers cannot be bound as parameters; the name is ours (hex and `_`).
-            admin
-                .execute_raw(Statement::from_string(
-                    DbBackend::Postgres,
-                    ["CREATE DATABASE \"", &name, "\""].concat(),
-                ))
-                .await
-                .with_context(|| format!("create database {name}"))?;
-            self.created_databases.push(name);
-        }
+        let name = self.database_name("bare");
+        // Identifiers cannot be bound as parameters; the name is ours (hex and `_`).
+        admin
+            .execute_raw(Statement::from_string(
+                DbBackend::Postgres,
+                ["CREATE DATABASE \"", &name, "\""].concat(),
+            ))
+            .await
+            .with_context(|| format!("create database {name}"))?;
+        self.created_databases.push(name);
         let _ = admin.close().await;
 
         let ports = self.ports()?;
-        let auth_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, ports[0]));
+        let mut launcher = self.launcher("start")?;
+        launcher
+            .arg("--bin-dir")
+            .arg(&self.settings.bin_dir)
+            .args(["--db-prefix", &format!("bench_{}_", self.id)])
+            .args(["--catalog", CATALOG])
+            .args(["--instance", "products-direct=products"])
+            // Only the variables of API.md: a DB_MAX_CONNECTIONS or RPC_TIMEOUT_MS left in the
+            // caller's shell would silently change what is measured.
+            .arg("--clean-env")
+            .args(["--env", &format!("RUST_LOG={}", self.settings.service_log)])
+            .args(["--env", &format!("AMQP_URL={}", self.settings.amqp_url)])
+            .args(["--env", &format!("ORDER_QUEUE={}", self.queue)])
+            .args(["--env", "products:RPC_REPLY_MODE=per-request"])
+            .args(["--env", "products-direct:RPC_REPLY_MODE=direct"]);
         for (role, port) in Role::ALL.into_iter().zip(ports) {
+            launcher.args(["--port", &format!("{}={port}", role.instance())]);
+        }
+        // Whatever happens from here, teardown stops what was started and drops what was made.
+        self.launched = true;
+        for purpose in ["auth", "products", "orders"] {
+            self.created_databases.push(self.database_name(purpose));
+        }
+        let status = tokio::time::timeout(START_WAIT, launcher.status())
+            .await
+            .with_context(|| format!("scripts/run-local start took over {START_WAIT:?}"))?
+            .context("run scripts/run-local start")?;
+        if !status.success() {
+            bail!(
+                "scripts/run-local start failed ({status}); see above and {}",
+                self.state_dir().display()
+            );
+        }
+
+        for (role, port) in Role::ALL.into_iter().zip(ports) {
+            let pid_file = self.state_dir().join(format!("{}.pid", role.instance()));
+            let pid = std::fs::read_to_string(&pid_file)
+                .with_context(|| format!("read {}", pid_file.display()))?
+                .trim()
+                .parse()
+                .with_context(|| format!("{} holds no pid", pid_file.display()))?;
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            let service = self.spawn(role, addr, auth_addr)?;
-            self.services.push(service);
-            let service = self.services.last_mut().expect("just pushed");
-            wait_ready(service, &self.settings.out_dir).await?;
-            tracing::info!(service = role.name(), %addr, pid = service.pid, "ready");
+            tracing::info!(service = role.name(), %addr, pid, "ready");
+            self.services.push(Service { role, addr, pid });
         }
         Ok(())
+    }
+
+    /// `scripts/run-local COMMAND` on this run's services, with the PostgreSQL server and
+    /// broker of the settings.
+    fn launcher(&self, command: &str) -> anyhow::Result<Command> {
+        let pg = url::Url::parse(&self.settings.pg_admin_url).context("PGURL")?;
+        let mut launcher = Command::new(LAUNCHER);
+        launcher
+            .arg(command)
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .env("PGHOST", pg.host_str().unwrap_or("127.0.0.1"))
+            .env("PGPORT", pg.port().unwrap_or(5432).to_string())
+            .env("PGUSER", pg.username())
+            .env("AMQP_URL", &self.settings.amqp_url)
+            .stdin(Stdio::null())
+            // Its summary is for a person; stdout is the report's.
+            .stdout(std::io::stderr())
+            // A group of its own: a Ctrl-C at the terminal reaches the bench, which then stops
+            // the services through it, instead of reaching the launcher too.
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(password) = pg.password() {
+            launcher.env("PGPASSWORD", password);
+        }
+        Ok(launcher)
     }
 
     fn ports(&self) -> anyhow::Result<[u16; 4]> {
@@ -210,109 +263,13 @@ impl Fixture {
         Ok(ports)
     }
 
-    fn spawn(&self, role: Role, addr: SocketAddr, auth: SocketAddr) -> anyhow::Result<Service> {
-        let settings = &self.settings;
-        let log_path = settings.out_dir.join(format!("{}.log", role.name()));
-        let log =
-            File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
-        let mut command = Command::new(settings.bin_dir.join(role.binary()));
-        command
-            .arg("serve")
-            // Only the variables of API.md: a DB_MAX_CONNECTIONS or RPC_TIMEOUT_MS left in the
-            // caller's shell would silently change what is measured.
-            .env_clear()
-            .env("PORT", addr.port().to_string())
-            .env("DATABASE_URL", self.database_url(role.database())?)
-            .env("RUST_LOG", &settings.service_log)
-            // Away from any `.env` in the caller's directory, which the services would read.
-            .current_dir(&settings.out_dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // A group of its own: a Ctrl-C at the terminal reaches the bench, which then stops
-            // the services in order, instead of reaching everything at once.
-            .process_group(0)
-            // The last resort should the bench itself die mid-run.
-            .kill_on_drop(true);
-        if role != Role::Auth {
-            command
-                .env("AMQP_URL", &settings.amqp_url)
-                .env("ORDER_QUEUE", &self.queue)
-                .env(
-                    "AUTH_JWKS_URL",
-                    format!("http://{auth}/auth/.well-known/jwks.json"),
-                );
-        }
-        match role {
-            Role::ProductsPerRequest => {
-                command.env("RPC_REPLY_MODE", "per-request");
-            }
-            Role::ProductsDirect => {
-                command.env("RPC_REPLY_MODE", "direct");
-            }
-            Role::Auth | Role::Orders => {}
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("start {}", role.name()))?;
-        let pid = child.id().context("a just-spawned child has a pid")?;
-        Ok(Service {
-            role,
-            addr,
-            pid,
-            child,
-        })
-    }
-
-    /// Gives `email` the admin role with `auth admin grant`, as an operator would.
-    pub async fn grant_admin(&self, email: &str) -> anyhow::Result<()> {
-        let log_path = self.settings.out_dir.join("admin-grant.log");
-        let log = File::create(&log_path)?;
-        let mut child = Command::new(self.settings.bin_dir.join("auth"))
-            .args(["admin", "grant", email])
-            .env_clear()
-            .env("DATABASE_URL", self.database_url("auth")?)
-            .env("RUST_LOG", "warn")
-            .current_dir(&self.settings.out_dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .context("run auth admin grant")?;
-        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-            .await
-            .context("auth admin grant took over 30 s")??;
-        if !status.success() {
-            bail!(
-                "auth admin grant failed ({status}); see {}",
-                log_path.display()
-            );
-        }
-        Ok(())
-    }
-
     /// Stops the services (SIGTERM, then SIGKILL), deletes the queues and drops the databases.
     /// Each step runs whatever the previous ones did; failures are logged, not returned.
     pub async fn teardown(&mut self) {
-        for service in &self.services {
-            if let Ok(pid) = i32::try_from(service.pid) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            }
-        }
-        let deadline = tokio::time::Instant::now() + STOP_WAIT;
-        for service in &mut self.services {
-            match tokio::time::timeout_at(deadline, service.child.wait()).await {
-                Ok(Ok(status)) => {
-                    tracing::info!(service = service.role.name(), %status, "stopped");
-                }
-                _ => {
-                    tracing::warn!(
-                        service = service.role.name(),
-                        "still running {STOP_WAIT:?} after SIGTERM; killing it"
-                    );
-                    let _ = service.child.kill().await;
-                }
+        if self.launched {
+            match self.stop().await {
+                Ok(()) => self.launched = false,
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "could not stop the services"),
             }
         }
         self.services.clear();
@@ -328,6 +285,19 @@ impl Fixture {
                 "could not drop the run's databases"
             );
         }
+    }
+
+    async fn stop(&self) -> anyhow::Result<()> {
+        let status = self
+            .launcher("stop")?
+            .args(["--timeout", &STOP_WAIT_SECS.to_string()])
+            .status()
+            .await
+            .context("run scripts/run-local stop")?;
+        if !status.success() {
+            bail!("scripts/run-local stop: {status} (a service had to be killed)");
+        }
+        Ok(())
     }
 
     async fn delete_queues(&self) -> anyhow::Result<()> {
@@ -362,6 +332,7 @@ impl Fixture {
             .context("connect to PostgreSQL")?;
         for name in std::mem::take(&mut self.created_databases) {
             // FORCE: a pool the bench or a killed service left behind must not keep it alive.
+            // IF EXISTS: a launcher that failed early may not have made them all.
             let dropped = admin
                 .execute_raw(Statement::from_string(
                     DbBackend::Postgres,
@@ -377,31 +348,18 @@ impl Fixture {
     }
 }
 
-/// Polls `/readyz` until it answers 200, failing early if the process exits.
-async fn wait_ready(service: &mut Service, out_dir: &Path) -> anyhow::Result<()> {
-    let log = out_dir.join(format!("{}.log", service.role.name()));
-    let deadline = Instant::now() + READY_WAIT;
-    let mut conn = Conn::new(service.addr);
-    loop {
-        if let Some(status) = service.child.try_wait()? {
-            bail!(
-                "{} exited ({status}) before it was ready; see {}",
-                service.role.name(),
-                log.display()
-            );
+impl Drop for Fixture {
+    /// The last resort should the bench panic between start and teardown: the services run in
+    /// sessions of their own, so nothing else would end them.
+    fn drop(&mut self) {
+        if self.launched {
+            let _ = std::process::Command::new(LAUNCHER)
+                .arg("kill")
+                .arg("--state-dir")
+                .arg(self.state_dir())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status();
         }
-        if let Ok(answer) = conn.send(Call::get("/readyz")).await
-            && answer.status == hyper::StatusCode::OK
-        {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "{} did not answer /readyz with 200 within {READY_WAIT:?}; see {}",
-                service.role.name(),
-                log.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

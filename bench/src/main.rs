@@ -1,8 +1,8 @@
 //! `bench`: the benchmark harness. Sets up databases, queues and the release service binaries
-//! of its own on loopback, seeds them, sweeps each scenario over a range of concurrency, holds
-//! the buys against a bare broker-and-database harness and login against the argon2 bound, and
-//! writes `results.md`, `results.json` and two SVG charts. Load runs on loopback only; every
-//! loop is bounded in time and in count.
+//! of its own on loopback (started and seeded by `scripts/run-local`), sweeps each scenario over
+//! a range of concurrency, holds the buys against a bare broker-and-database harness and login
+//! against the argon2 bound, and writes `results.md`, `results.json` and two SVG charts. Load
+//! runs on loopback only; every loop is bounded in time and in count.
 
 mod argon;
 mod bare;

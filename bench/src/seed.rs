@@ -1,5 +1,6 @@
-//! The data the scenarios need, made through the public API: an admin (granted with the auth
-//! binary), a catalog of products, and buyers with tokens.
+//! The data the scenarios need: the catalog, which `scripts/run-local` seeded from
+//! `bench/catalog.json` and is read back here through `GET /products`, and buyers with tokens,
+//! whom the bench registers itself (they are load, not catalog).
 
 use std::net::SocketAddr;
 
@@ -14,7 +15,6 @@ use uuid::Uuid;
 use crate::fixture::Fixture;
 use crate::http::{Call, Conn};
 
-pub const PRODUCTS: usize = 20;
 pub const BUYERS: usize = 64;
 /// Registrations and logins in flight at once while seeding; auth hashes two at a time anyway.
 const SEED_CONCURRENCY: usize = 4;
@@ -39,7 +39,7 @@ struct Token {
 }
 
 #[derive(Deserialize)]
-struct Created {
+struct Listed {
     id: Uuid,
 }
 
@@ -48,32 +48,8 @@ pub async fn seed(
     auth: SocketAddr,
     products: SocketAddr,
 ) -> anyhow::Result<Seeded> {
+    let product_ids = catalog(products).await?;
     let password = format!("bench-password-{}", fixture.id);
-    let admin_email = format!("bench-admin-{}@example.com", fixture.id);
-    let admin_body = login_body(&admin_email, &password);
-    let mut conn = Conn::new(auth);
-    register(&mut conn, &admin_body).await?;
-    fixture.grant_admin(&admin_email).await?;
-    // Logged in after the grant, so the token carries the role.
-    let admin_token = login(&mut conn, &admin_body).await?;
-
-    let mut catalog = Conn::new(products);
-    let mut product_ids = Vec::with_capacity(PRODUCTS);
-    for i in 0..PRODUCTS {
-        let body = json!({
-            "name": format!("Bench product {i}"),
-            "description": "A product the benchmark buys.",
-            "price_cents": 199 + 100 * i64::try_from(i)?,
-        });
-        let answer = catalog
-            .send(Call::post("/products", body.to_string()).bearer(&admin_token))
-            .await
-            .context("create a product")?;
-        expect(&answer, StatusCode::CREATED, "POST /products")?;
-        let created: Created = serde_json::from_slice(&answer.body).context("read the product")?;
-        product_ids.push(created.id);
-    }
-
     let buyers: Vec<Buyer> = futures::stream::iter(0..BUYERS)
         .map(|i| {
             let body = login_body(
@@ -97,6 +73,21 @@ pub async fn seed(
         products: product_ids,
         buyers,
     })
+}
+
+/// The ids of the products in the catalog (the run's own database holds only the seeded ones).
+async fn catalog(products: SocketAddr) -> anyhow::Result<Vec<Uuid>> {
+    let mut conn = Conn::new(products);
+    let answer = conn
+        .send(Call::get("/products?limit=200"))
+        .await
+        .context("list the products")?;
+    expect(&answer, StatusCode::OK, "GET /products")?;
+    let listed: Vec<Listed> = serde_json::from_slice(&answer.body).context("read the products")?;
+    if listed.is_empty() {
+        bail!("the catalog is empty: scripts/run-local seeded no product");
+    }
+    Ok(listed.into_iter().map(|p| p.id).collect())
 }
 
 /// `buyers` logged in again, for tokens as fresh as a client that keeps working would have.

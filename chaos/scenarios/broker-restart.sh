@@ -16,7 +16,7 @@ if $chaos_short; then duration=30 down=3; fi
 recover_limit_ms=30000
 
 chaos_setup --private-rabbitmq
-pids_before="${chaos_pid[products]} ${chaos_pid[orders]}"
+pids_before="$(chaos_pid products) $(chaos_pid orders)"
 chaos_run --rate "${CHAOS_RATE:-20}" --concurrency 8 --duration "$duration" >"$chaos_work/summary" &
 driver=$!
 
@@ -40,7 +40,7 @@ log "recovered ${recovered_ms} ms after RabbitMQ was back: both ready, $(chaos_q
 for svc in products orders; do
     chaos_alive "$svc" || die "$svc exited when the broker restarted"
 done
-pids_after="${chaos_pid[products]} ${chaos_pid[orders]}"
+pids_after="$(chaos_pid products) $(chaos_pid orders)"
 [[ $pids_before == "$pids_after" ]] || die "a service was restarted ($pids_before -> $pids_after)"
 
 status=0

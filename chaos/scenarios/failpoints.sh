@@ -17,7 +17,7 @@ chaos_options "$@"
 if $chaos_short; then duration=40; fi
 points=(after-commit before-commit after-reply)
 
-chaos_env[orders]="RUST_LOG=info,common::amqp::server=debug"
+chaos_env+=("orders:RUST_LOG=info,common::amqp::server=debug")
 chaos_setup
 [[ -x $chaos_bin/orders-failpoints ]] ||
     die "$chaos_bin/orders-failpoints is missing: chaos/scenarios/build.sh${CHAOS_PROFILE:+ --$CHAOS_PROFILE}"
@@ -30,15 +30,11 @@ for point in "${points[@]}"; do
     sleep $((slice / 2))
     chaos_sigterm orders >/dev/null
     nth=$((10 + RANDOM % 30))
-    CHAOS_ORDERS_BIN=$chaos_bin/orders-failpoints CHAOS_START_WAIT=false chaos_start orders \
-        ORDERS_FAILPOINT="$point" ORDERS_FAILPOINT_AFTER="$nth"
+    chaos_start orders --bin "$chaos_bin/orders-failpoints" --no-wait \
+        --env ORDERS_FAILPOINT="$point" --env ORDERS_FAILPOINT_AFTER="$nth"
     log "orders-failpoints armed at $point, buy $nth"
-    for ((i = 0; i < 600; i++)); do
-        chaos_alive orders || break
-        sleep 0.1
-    done
     rc=0
-    wait "${chaos_pid[orders]}" 2>/dev/null || rc=$?
+    chaos_launch wait --timeout 60 orders || rc=$?
     ((rc == 134)) || die "orders-failpoints did not abort at $point within 60s (exit $rc)"
     crashes=$((crashes + 1))
     log "orders aborted at $point; starting it again"

@@ -1,6 +1,8 @@
 # Shared by the chaos scenarios: starts auth, products and orders natively from built binaries
 # on loopback ports of their own, with throwaway databases and a queue of their own, and removes
-# all of it on exit. Source it, then call chaos_setup.
+# all of it on exit. Source it, then call chaos_setup. The services are started, crashed and
+# stopped by scripts/run-local, with the run's directory as its state directory, and seeded by
+# it through scripts/seed (chaos/scenarios/catalog.json, one product).
 # shellcheck shell=bash
 #
 # CHAOS_PROFILE   debug (default) or release: which target/<profile>/ binaries run
@@ -21,7 +23,9 @@ export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postg
 CHAOS_AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 CHAOS_SHUTDOWN_SECS=${CHAOS_SHUTDOWN_SECS:-10}
 
-declare -A chaos_port=() chaos_pid=() chaos_db_port=() chaos_amqp_url=() chaos_env=()
+declare -A chaos_port=() chaos_db_port=() chaos_amqp_url=()
+# More environment for every start of one service, as INSTANCE:NAME=VALUE (run-local --env).
+chaos_env=()
 # Set by chaos_setup: the binaries, this run's id, queue and working directory.
 chaos_bin='' chaos_id='' chaos_queue='' chaos_work='' chaos_base=''
 # Set when the run has a private RabbitMQ node / PostgreSQL cluster.
@@ -63,11 +67,9 @@ chaos_setup() {
         [[ -x $chaos_bin/$svc ]] ||
             die "$chaos_bin/$svc is missing: cargo build ${profile/debug/} -p auth -p products -p orders -p chaos"
     done
+    # run-local's --base-port gives auth, products and orders these ports, in this order.
     chaos_port=([auth]=$chaos_base [products]=$((chaos_base + 1)) [orders]=$((chaos_base + 2)))
     chaos_db_port=([auth]=$PGPORT [products]=$PGPORT [orders]=$PGPORT)
-    for svc in auth products orders; do
-        ! tcp_open 127.0.0.1 "${chaos_port[$svc]}" || die "port ${chaos_port[$svc]} is taken"
-    done
     chaos_id=$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')
     chaos_queue="CHAOS_$chaos_id"
     chaos_work="$chaos_root/target/chaos/$chaos_id"
@@ -83,9 +85,6 @@ chaos_setup() {
             chaos_db_port[$svc]=$((chaos_base + 12))
         done
     fi
-    for svc in auth products orders; do
-        createdb -p "${chaos_db_port[$svc]}" "chaos_${chaos_id}_$svc"
-    done
     # A scenario that must put something between the services and their servers (a fault
     # proxy) defines chaos_before_start; the ports and binaries are known by now.
     if declare -F chaos_before_start >/dev/null; then
@@ -93,11 +92,32 @@ chaos_setup() {
     fi
     openssl genpkey -algorithm ed25519 -out "$chaos_work/jwt.pem" 2>/dev/null
     log "run $chaos_id: logs and history in $chaos_work, queue $chaos_queue"
-    for svc in auth products orders; do
-        chaos_start "$svc"
+    local start=(--bin-dir "$chaos_bin" --base-port "$chaos_base" --db-prefix "chaos_${chaos_id}_"
+        --catalog "$chaos_root/chaos/scenarios/catalog.json"
+        --env "ORDER_QUEUE=$chaos_queue" --env "JWT_PRIVATE_KEY_FILE=$chaos_work/jwt.pem"
+        --env "SHUTDOWN_TIMEOUT_SECS=$CHAOS_SHUTDOWN_SECS" --env "RUST_LOG=${RUST_LOG:-info}"
+        # As in the images, which do not set it. With it on, every error a service builds
+        # captures a backtrace, and logging the first one loads the debug build's symbols
+        # (some 200 MB of RSS), which the memory checks would take for a leak.
+        --env "RUST_BACKTRACE=${CHAOS_RUST_BACKTRACE:-0}")
+    for svc in products orders; do
+        start+=(--env "$svc:AMQP_URL=${chaos_amqp_url[$svc]:-$CHAOS_AMQP_URL}")
     done
-    chaos_seed
+    # A database on the run's private PostgreSQL is made here; run-local makes the others.
+    for svc in "${private_pg[@]}"; do
+        createdb -p "${chaos_db_port[$svc]}" "chaos_${chaos_id}_$svc"
+        start+=(--env "$svc:DATABASE_URL=$(chaos_db_url "$svc")")
+    done
+    local pair
+    for pair in "${chaos_env[@]}"; do
+        start+=(--env "$pair")
+    done
+    # Its summary for a person goes to stderr: a scenario's stdout is its result line.
+    chaos_launch start "${start[@]}" >&2
 }
+
+# scripts/run-local COMMAND on this run's services; its state directory is the run's.
+chaos_launch() { "$chaos_root/scripts/run-local" "$1" --state-dir "$chaos_work" "${@:2}"; }
 
 chaos_db_url() { printf 'postgres://%s@%s:%s/chaos_%s_%s\n' "$PGUSER" "$PGHOST" "${chaos_db_port[$1]}" "$chaos_id" "$1"; }
 
@@ -105,75 +125,29 @@ chaos_url() { printf 'http://127.0.0.1:%s\n' "${chaos_port[$1]}"; }
 
 chaos_ready() { curl -fsS --max-time 2 -o /dev/null "$(chaos_url "$1")/readyz"; }
 
-# Starts service $1 in the background and waits until it is ready. Extra arguments are
-# NAME=value pairs added to its environment for this start only; chaos_env[$svc] holds more
-# ("NAME=value ...") for every start. CHAOS_ORDERS_BIN runs another orders binary.
-chaos_start() {
-    local svc=$1
-    shift
-    local bin=$chaos_bin/$svc
-    [[ $svc == orders ]] && bin=${CHAOS_ORDERS_BIN:-$bin}
-    (
-        cd "$chaos_work" || exit 1
-        export PORT=${chaos_port[$svc]} DATABASE_URL
-        DATABASE_URL=$(chaos_db_url "$svc")
-        export AMQP_URL=${chaos_amqp_url[$svc]:-$CHAOS_AMQP_URL} ORDER_QUEUE=$chaos_queue
-        AUTH_JWKS_URL="$(chaos_url auth)/auth/.well-known/jwks.json"
-        export AUTH_JWKS_URL
-        export JWT_PRIVATE_KEY_FILE="$chaos_work/jwt.pem" SHUTDOWN_TIMEOUT_SECS=$CHAOS_SHUTDOWN_SECS
-        export RUST_LOG=${RUST_LOG:-info}
-        # As in the images, which do not set it. With it on, every error a service builds
-        # captures a backtrace, and logging the first one loads the debug build's symbols
-        # (some 200 MB of RSS), which the memory checks would take for a leak.
-        export RUST_BACKTRACE=${CHAOS_RUST_BACKTRACE:-0}
-        # shellcheck disable=SC2086 # chaos_env holds NAME=value words
-        exec env ${chaos_env[$svc]:-} "$@" "$bin" serve >>"$chaos_work/$svc.log" 2>&1
-    ) &
-    chaos_pid[$svc]=$!
-    # CHAOS_START_WAIT=false: a start meant to crash soon, which may never answer /readyz.
-    [[ ${CHAOS_START_WAIT:-true} == false ]] ||
-        wait_for 60 "$svc to be ready" chaos_ready "$svc" || die "$svc did not become ready; see $chaos_work/$svc.log"
-}
+# Starts service $1 again (stopping it first if it runs) as chaos_setup did, and waits until it
+# is ready. Further arguments go to `run-local restart` for this start only: --env NAME=VALUE,
+# --bin PATH (another binary, such as orders-failpoints), --no-wait (a start meant to crash soon,
+# which may never answer /readyz).
+chaos_start() { chaos_launch restart "$@" >&2; }
+
+# The pid of service $1 while it runs; fails when it does not.
+chaos_pid() { chaos_launch pid "$1"; }
 
 # True while the process of service $1 runs.
-chaos_alive() { kill -0 "${chaos_pid[$1]}" 2>/dev/null; }
+chaos_alive() { chaos_pid "$1" >/dev/null 2>&1; }
 
-chaos_kill9() {
-    kill -KILL "${chaos_pid[$1]}" 2>/dev/null || true
-    wait "${chaos_pid[$1]}" 2>/dev/null || true
-}
+chaos_kill9() { chaos_launch kill "$1"; }
 
 # SIGTERMs service $1 and prints how many milliseconds it took to exit; fails (and kills it)
 # when that exceeds its shutdown timeout plus a second for the process itself to end.
 chaos_sigterm() {
-    local svc=$1 start limit_ms=$(((CHAOS_SHUTDOWN_SECS + 1) * 1000))
-    start=$(date +%s%3N)
-    kill -TERM "${chaos_pid[$svc]}"
-    while chaos_alive "$svc"; do
-        if (($(date +%s%3N) - start > limit_ms)); then
-            chaos_kill9 "$svc"
-            log "$svc did not exit within ${limit_ms} ms of SIGTERM"
-            return 1
-        fi
-        sleep 0.05
-    done
-    wait "${chaos_pid[$svc]}" 2>/dev/null || true
-    printf '%s\n' $(($(date +%s%3N) - start))
-}
-
-# Registers an admin, grants the role with the auth binary, and creates one product.
-chaos_seed() {
-    local auth products email password=chaos-admin-password token
-    auth=$(chaos_url auth) products=$(chaos_url products)
-    email="admin-$chaos_id@example.com"
-    curl -fsS -o /dev/null -X POST "$auth/auth/register" -H 'Content-Type: application/json' \
-        -d "{\"email\": \"$email\", \"password\": \"$password\"}"
-    DATABASE_URL=$(chaos_db_url auth) RUST_LOG=warn "$chaos_bin/auth" admin grant "$email" >/dev/null
-    token=$(curl -fsS -X POST "$auth/auth/login" -H 'Content-Type: application/json' \
-        -d "{\"email\": \"$email\", \"password\": \"$password\"}" | jq -r .access_token)
-    curl -fsS -o /dev/null -X POST "$products/products" -H "Authorization: Bearer $token" \
-        -H 'Content-Type: application/json' \
-        -d '{"name": "Chaos mug", "description": "Survives crashes.", "price_cents": 1250}'
+    local out ms
+    out=$(chaos_launch stop --timeout $((CHAOS_SHUTDOWN_SECS + 1)) "$1") ||
+        { log "$1 did not exit within $((CHAOS_SHUTDOWN_SECS + 1)) s of SIGTERM" && return 1; }
+    # "orders exited 812 ms after SIGTERM"
+    read -r _ _ ms _ <<<"$out"
+    printf '%s\n' "$ms"
 }
 
 # Runs the driver against this run's services; extra arguments pass through. The history goes
@@ -234,7 +208,7 @@ chaos_queue_messages() { chaos_rabbitmqctl list_queues --no-table-headers name m
 chaos_queue_consumers() { chaos_rabbitmqctl list_queues --no-table-headers name consumers | awk -v q="$1" '$1 == q { print $2 }'; }
 
 # Resident memory of service $1 in KiB.
-chaos_rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/${chaos_pid[$1]}/status"; }
+chaos_rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$(chaos_pid "$1")/status"; }
 
 # Runs "$@" as the owner of a private server's files: PostgreSQL and RabbitMQ refuse to run as
 # root, and their packages' users own what they write.
@@ -319,9 +293,7 @@ chaos_heal() { kill -USR2 "${chaos_proxy_pid[$1]}"; }
 
 chaos_cleanup() {
     local status=$? svc
-    for svc in orders products auth; do
-        [[ -n ${chaos_pid[$svc]:-} ]] && chaos_alive "$svc" && chaos_kill9 "$svc"
-    done
+    chaos_launch kill 2>/dev/null || true
     for name in "${!chaos_proxy_pid[@]}"; do
         kill "${chaos_proxy_pid[$name]}" 2>/dev/null || true
     done

@@ -16,7 +16,7 @@ chaos_options "$@"
 if $chaos_short; then buys=2000 warmup=500; fi
 rate=${CHAOS_RATE:-150} concurrency=16
 
-chaos_env[products]="RPC_REPLY_MODE=per-request"
+chaos_env+=("products:RPC_REPLY_MODE=per-request")
 chaos_setup --private-rabbitmq
 
 CHAOS_HISTORY=$chaos_work/warmup.jsonl chaos_run --rate "$rate" --concurrency "$concurrency" \

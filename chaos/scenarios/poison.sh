@@ -15,7 +15,7 @@ duration=60
 chaos_options "$@"
 if $chaos_short; then duration=20; fi
 
-chaos_env[orders]="RUST_LOG=info,common::amqp::server=debug"
+chaos_env+=("orders:RUST_LOG=info,common::amqp::server=debug")
 chaos_setup
 chaos_run --rate "${CHAOS_RATE:-20}" --concurrency 8 --duration "$duration" >"$chaos_work/summary" &
 driver=$!
