@@ -32,6 +32,8 @@ pub struct Settings {
     pub out_dir: PathBuf,
     /// `RUST_LOG` for the services.
     pub service_log: String,
+    /// More `NAME=VALUE` pairs for every service's environment.
+    pub service_env: Vec<String>,
     /// First of four consecutive ports; `None` asks the kernel for free ones.
     pub base_port: Option<u16>,
 }
@@ -176,6 +178,9 @@ impl Fixture {
             .args(["--env", &format!("ORDER_QUEUE={}", self.queue)])
             .args(["--env", "products:RPC_REPLY_MODE=per-request"])
             .args(["--env", "products-direct:RPC_REPLY_MODE=direct"]);
+        for pair in &self.settings.service_env {
+            launcher.args(["--env", pair]);
+        }
         for (role, port) in Role::ALL.into_iter().zip(ports) {
             launcher.args(["--port", &format!("{}={port}", role.instance())]);
         }

@@ -10,6 +10,7 @@ mod chart;
 mod fixture;
 mod http;
 mod load;
+mod otlp_sink;
 mod procfs;
 mod report;
 mod scenario;
@@ -83,6 +84,14 @@ struct RunArgs {
     /// RUST_LOG for the services.
     #[arg(long, default_value = "info")]
     log: String,
+    /// More environment for every service, as NAME=VALUE (repeatable): to measure a setting
+    /// such as OTEL_EXPORTER_OTLP_ENDPOINT. Without it the services get only what the run sets.
+    #[arg(long = "service-env", value_name = "NAME=VALUE")]
+    service_env: Vec<String>,
+    /// Export the services' spans over OTLP to a collector in the bench process that keeps
+    /// nothing, to measure what exporting costs (the collector's CPU counts as the bench's).
+    #[arg(long)]
+    export_spans: bool,
     /// A server-level PostgreSQL URL; the run's databases are created and dropped through it.
     #[arg(
         long,
@@ -132,7 +141,17 @@ fn main() -> std::process::ExitCode {
 /// Whether every scenario had successes; an error when setup failed or the run was stopped.
 async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let started = Instant::now();
-    let settings = settings(&args)?;
+    let mut settings = settings(&args)?;
+    // Kept until the run ends; the services send to it.
+    let sink = if args.export_spans {
+        let sink = otlp_sink::OtlpSink::start().await?;
+        settings
+            .service_env
+            .push(format!("OTEL_EXPORTER_OTLP_ENDPOINT={}", sink.endpoint()));
+        Some(sink)
+    } else {
+        None
+    };
     std::fs::create_dir_all(&settings.out_dir)
         .with_context(|| format!("create {}", settings.out_dir.display()))?;
     let out_dir = settings.out_dir.clone();
@@ -147,6 +166,7 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         signal = interrupted() => Err(anyhow::anyhow!("stopped by {signal}")),
     };
     fixture.teardown().await;
+    drop(sink);
     let results = outcome?;
 
     let markdown = report::markdown(&results);
@@ -206,6 +226,7 @@ fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         bin_dir: args.bin_dir.clone().unwrap_or(exe_dir),
         out_dir,
         service_log: args.log.clone(),
+        service_env: args.service_env.clone(),
         base_port: args.base_port,
     })
 }
