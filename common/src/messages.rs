@@ -87,6 +87,7 @@ pub enum CreateOrderReplyV1 {
 impl RpcRequest for CreateOrderV1 {
     const MESSAGE_TYPE: &'static str = "order.create.v1";
     type Reply = CreateOrderReplyV1;
+    const REPLY_OUTCOMES: &'static [&'static str] = &["order", "problem"];
 
     fn reply_outcome(reply: &CreateOrderReplyV1) -> &'static str {
         match reply {

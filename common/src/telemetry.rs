@@ -21,9 +21,9 @@ use opentelemetry_sdk::{
     Resource,
     error::OTelSdkResult,
     propagation::TraceContextPropagator,
-    trace::{SdkTracerProvider, SpanData, SpanExporter},
+    trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter},
 };
-use tracing::{Dispatch, Subscriber, dispatcher::WeakDispatch, span::Id};
+use tracing::{Dispatch, Event, Subscriber, dispatcher::WeakDispatch};
 use tracing_subscriber::{
     EnvFilter, Layer,
     fmt::MakeWriter,
@@ -93,7 +93,12 @@ where
 {
     let builder = SdkTracerProvider::builder().with_resource(resource(service));
     let (builder, exporting) = match spans {
-        Spans::Dropped => (builder, Ok(None)),
+        // Ids without recording: a span nobody will see is not kept, unless the caller's trace
+        // context says it is sampled (it may be recorded further along).
+        Spans::Dropped => (
+            builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff))),
+            Ok(None),
+        ),
         Spans::Otlp(endpoint) => match build_off_runtime(|| otlp_exporter(&endpoint)) {
             // Batched: exporting never runs on a request's path, and a full queue drops spans
             // rather than wait.
@@ -223,8 +228,9 @@ struct TraceIds {
     span_id: String,
 }
 
-/// Gives each span its [`TraceIds`] the first time it is entered: by then its parent (a remote
-/// one from a `traceparent`, say) is set, which it may not be when the span is created.
+/// Gives a span its [`TraceIds`] when the first line is logged inside it: only spans that log
+/// pay for them, and by then the span's parent (a remote one from a `traceparent`, say) is set,
+/// which it may not be when the span is created. Added before the JSON layer, so it runs first.
 #[derive(Default)]
 struct TraceIdsLayer {
     dispatch: OnceLock<WeakDispatch>,
@@ -238,8 +244,8 @@ where
         let _ = self.dispatch.set(subscriber.downgrade());
     }
 
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else {
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.event_span(event) else {
             return;
         };
         if span.extensions().get::<TraceIds>().is_some() {
@@ -249,7 +255,7 @@ where
             return;
         };
         // Not holding the span's extensions here: the lookup takes them itself.
-        let Some(context) = tracing_opentelemetry::get_otel_context(id, &dispatch) else {
+        let Some(context) = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch) else {
             return;
         };
         let otel_span = context.span();

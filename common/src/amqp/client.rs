@@ -102,6 +102,11 @@ impl<R: RpcRequest> RpcClient<R> {
             "Time from the start of an RPC call to its reply or failure.",
             &["reply_mode", "outcome"],
         )?;
+        // Shown at 0 from the start: a series that first appears at 1 shows no increase.
+        let outcomes = ["timeout", "unavailable", "bad_reply"];
+        for outcome in R::REPLY_OUTCOMES.iter().chain(&outcomes) {
+            histogram.with_label_values(&[self.inner.mode.as_str(), outcome]);
+        }
         self.inner
             .duration
             .set(histogram)

@@ -45,8 +45,12 @@ pub trait RpcRequest: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// What the server answers.
     type Reply: Serialize + DeserializeOwned + Send + 'static;
 
+    /// The `outcome` labels [`RpcRequest::reply_outcome`] gives.
+    const REPLY_OUTCOMES: &'static [&'static str] = &["reply"];
+
     /// The `outcome` label a reply gets in `shop_rpc_client_duration_seconds` (`order` or
-    /// `problem` for a buy); one of a fixed few, never taken from the reply's content.
+    /// `problem` for a buy): one of [`RpcRequest::REPLY_OUTCOMES`], never taken from the
+    /// reply's content.
     fn reply_outcome(_reply: &Self::Reply) -> &'static str {
         "reply"
     }
