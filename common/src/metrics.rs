@@ -163,27 +163,27 @@ impl HttpMetrics {
                     "http_response_status_code",
                 ],
             )?,
-            active: {
-                let active =
-                    IntGauge::new("http_server_active_requests", "Requests being handled now.")?;
-                registry.register(Box::new(active.clone()))?;
-                active
-            },
+            active: register(
+                registry,
+                IntGauge::new("http_server_active_requests", "Requests being handled now.")?,
+            )?,
         })
     }
 }
 
-/// Counts a request in `http_server_active_requests` until it is answered or abandoned.
-struct Active(IntGauge);
+/// One more on a gauge of things in progress for as long as it lives, so every way out (an
+/// error, a dropped future) counts it down again.
+pub struct InProgress(IntGauge);
 
-impl Active {
-    fn new(gauge: &IntGauge) -> Self {
+impl InProgress {
+    /// Counts one more on `gauge`.
+    pub fn new(gauge: &IntGauge) -> Self {
         gauge.inc();
         Self(gauge.clone())
     }
 }
 
-impl Drop for Active {
+impl Drop for InProgress {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -197,7 +197,7 @@ pub async fn observe_requests(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
-    let _active = metrics.as_ref().map(|m| Active::new(&m.active));
+    let _active = metrics.as_ref().map(|m| InProgress::new(&m.active));
     let method = known_method(req.method());
     // The resource map answers without routing the request, so this works before `next`.
     let route = req.match_pattern();

@@ -42,7 +42,6 @@ impl Service for Orders {
         let broker = parts.connect_broker(&config.amqp)?;
         let handler = OrderHandler::new(parts.db().clone(), parts.metrics())?;
         let metrics = ConsumerMetrics::register(parts.metrics())?;
-        metrics.start_counting(&config.amqp.order_queue);
         parts.spawn_worker(
             "order consumer",
             consumer::run(

@@ -103,8 +103,7 @@ impl<R: RpcRequest> RpcClient<R> {
             &["reply_mode", "outcome"],
         )?;
         // Shown at 0 from the start: a series that first appears at 1 shows no increase.
-        let outcomes = ["timeout", "unavailable", "bad_reply"];
-        for outcome in R::REPLY_OUTCOMES.iter().chain(&outcomes) {
+        for outcome in R::REPLY_OUTCOMES.iter().chain(&RpcError::OUTCOMES) {
             histogram.with_label_values(&[self.inner.mode.as_str(), outcome]);
         }
         self.inner
@@ -137,9 +136,7 @@ impl<R: RpcRequest> RpcClient<R> {
         let result = self.send(request, opts).instrument(span.clone()).await;
         let outcome = match &result {
             Ok(reply) => R::reply_outcome(reply),
-            Err(RpcError::Unavailable(_)) => "unavailable",
-            Err(RpcError::Timeout(_)) => "timeout",
-            Err(RpcError::BadReply(_)) => "bad_reply",
+            Err(e) => e.outcome(),
         };
         span.record("rpc.outcome", outcome);
         if let Some(duration) = self.inner.duration.get() {

@@ -102,6 +102,20 @@ pub enum RpcError {
     BadReply(anyhow::Error),
 }
 
+impl RpcError {
+    /// The `outcome` label of a call that failed this way.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::Timeout(_) => "timeout",
+            Self::BadReply(_) => "bad_reply",
+        }
+    }
+
+    /// Every label [`RpcError::outcome`] gives.
+    pub const OUTCOMES: [&'static str; 3] = ["unavailable", "timeout", "bad_reply"];
+}
+
 /// Per-call details.
 #[derive(Debug, Clone, Default)]
 pub struct CallOptions {

@@ -17,7 +17,7 @@ use lapin::{
     protocol::{AMQPErrorKind, AMQPSoftError},
     types::{AMQPValue, FieldTable, ShortString},
 };
-use prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -29,7 +29,7 @@ use super::{
     broker::{Broker, Live},
     dead_letter_queue, declare_work_queue, now_epoch_ms, propagation,
 };
-use crate::metrics::{Registry, duration_histogram, register};
+use crate::metrics::{InProgress, Registry, duration_histogram, register};
 
 /// Set by a quorum queue on a redelivered message: how many times it was returned unsettled.
 const HEADER_DELIVERY_COUNT: &str = "x-delivery-count";
@@ -150,12 +150,10 @@ impl ConsumerMetrics {
             )?,
         })
     }
-}
 
-impl ConsumerMetrics {
     /// Shows every outcome of `queue` at 0, and no subscription, before the first delivery: a
     /// series that first appears at 1 shows no increase to an alert.
-    pub fn start_counting(&self, queue: &str) {
+    fn start_counting(&self, queue: &str) {
         for outcome in ["ack", "dead_lettered", "retried", "expired"] {
             self.consumed.with_label_values(&[queue, outcome]);
         }
@@ -200,6 +198,9 @@ where
     H: Fn(Incoming<R>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Outcome<R::Reply>> + Send,
 {
+    if let Some(metrics) = &options.metrics {
+        metrics.start_counting(&queue);
+    }
     let mut state = broker.subscribe();
     let mut pause = RESUBSCRIBE_START;
     loop {
@@ -238,28 +239,6 @@ where
             _ = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(RESUBSCRIBE_MAX);
-    }
-}
-
-/// Counts one open subscription in `shop_amqp_consumers` for as long as it lives, so every way
-/// out of a session, errors included, counts it down.
-struct Subscribed(Option<IntGauge>);
-
-impl Subscribed {
-    fn new(metrics: Option<&ConsumerMetrics>, queue: &str) -> Self {
-        let gauge = metrics.map(|m| m.consumers.with_label_values(&[queue]));
-        if let Some(gauge) = &gauge {
-            gauge.inc();
-        }
-        Self(gauge)
-    }
-}
-
-impl Drop for Subscribed {
-    fn drop(&mut self) {
-        if let Some(gauge) = &self.0 {
-            gauge.dec();
-        }
     }
 }
 
@@ -335,7 +314,11 @@ where
         generation = live.generation,
         "consuming requests"
     );
-    let _subscribed = Subscribed::new(options.metrics.as_ref(), queue);
+    // Counted while this session lasts, whichever way it ends.
+    let _subscribed = options
+        .metrics
+        .as_ref()
+        .map(|m| InProgress::new(&m.consumers.with_label_values(&[queue])));
 
     // prefetch 0 means "unlimited" to RabbitMQ; follow it here too.
     let limit = (prefetch > 0).then_some(usize::from(prefetch));

@@ -144,7 +144,6 @@ async fn run<S: Service>(command: Command<S::Command>) -> anyhow::Result<()> {
 /// What a service builds on: its pool, its metrics registry, its shutdown token, and the
 /// broker, readiness checks and workers it adds.
 pub struct Parts {
-    name: &'static str,
     db: DatabaseConnection,
     registry: Registry,
     stop: CancellationToken,
@@ -252,7 +251,6 @@ impl Application {
         // A child token: a failed build stops what it started without touching the caller's.
         let stop = shutdown.child_token();
         let mut parts = Parts {
-            name: S::NAME,
             db: db.clone(),
             registry: registry.clone(),
             stop: stop.clone(),
@@ -268,7 +266,7 @@ impl Application {
                 metrics: http_metrics,
                 readiness: Readiness {
                     db: db.clone(),
-                    checks: parts.checks.clone(),
+                    checks: std::mem::take(&mut parts.checks),
                 },
             };
             let http = http::serve(listener, server.shutdown_timeout, shared, routes)?;
@@ -282,9 +280,9 @@ impl Application {
                 return Err(e);
             }
         };
-        tracing::info!(service = parts.name, port, "listening");
+        tracing::info!(service = S::NAME, port, "listening");
         Ok(Self {
-            name: parts.name,
+            name: S::NAME,
             port,
             server: http,
             stop,
