@@ -4,6 +4,8 @@ use std::{path::PathBuf, time::Duration};
 
 use common::config::{ServerConfig, parse_or};
 
+use crate::{limits::RateLimitConfig, password::HashQueueConfig};
+
 /// Everything the service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -15,6 +17,10 @@ pub struct Config {
     pub token_ttl: Duration,
     /// `HASH_CONCURRENCY`, default the number of CPUs: password hashes computed at once.
     pub hash_concurrency: usize,
+    /// `HASH_QUEUE_CAPACITY` and `HASH_QUEUE_DEADLINE_MS`: how many hashes may wait, and how long.
+    pub hash_queue: HashQueueConfig,
+    /// The rate limits on register and login, and the trusted proxies.
+    pub rate_limits: RateLimitConfig,
 }
 
 impl Config {
@@ -34,6 +40,8 @@ impl Config {
             jwt_private_key_file,
             token_ttl: Duration::from_secs(token_ttl_secs),
             hash_concurrency,
+            hash_queue: HashQueueConfig::from_env(hash_concurrency)?,
+            rate_limits: RateLimitConfig::from_env()?,
         })
     }
 }

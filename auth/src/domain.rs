@@ -4,9 +4,11 @@
 use std::fmt;
 
 pub use common::domain::Invalid;
+use unicode_normalization::UnicodeNormalization;
 
-/// An email address, trimmed and lower-cased, so `Ann@Example.com` and `ann@example.com` are
-/// the same account.
+/// An email address, trimmed, in Unicode normalisation form NFKC and lower-cased, so
+/// `Ann@Example.com`, `ann@example.com` and the fullwidth `ａｎｎ@example.com` are the same
+/// account.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
@@ -18,7 +20,9 @@ impl Email {
     /// Normalises and checks `raw`. The check is deliberately loose: the only proof an address
     /// works is mail arriving, so this refuses what is plainly not an address and no more.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let email = raw.trim().to_lowercase();
+        // NFKC first: it folds compatibility forms (fullwidth letters, ligatures, the Kelvin
+        // sign) into the plain letters they stand for, which lower-casing alone leaves apart.
+        let email = raw.trim().nfkc().collect::<String>().to_lowercase();
         let invalid = |why: &str| Invalid::new(format!("email is not valid: {why}"));
         if email.is_empty() {
             return Err(invalid("it is empty"));
@@ -152,6 +156,33 @@ mod tests {
     fn an_email_is_trimmed_and_lower_cased() {
         let email = Email::parse("  Ann.Lee@Example.COM ").unwrap();
         assert_eq!(email.as_str(), "ann.lee@example.com");
+    }
+
+    #[test]
+    fn an_email_is_normalised_with_nfkc_so_look_alike_spellings_are_one_address() {
+        let plain = Email::parse("ann@example.com").unwrap();
+        for look_alike in [
+            // Fullwidth letters and at sign.
+            "\u{ff41}\u{ff4e}\u{ff4e}\u{ff20}example.com",
+            "\u{ff21}\u{ff2e}\u{ff2e}@\u{ff25}xample.com",
+        ] {
+            assert_eq!(Email::parse(look_alike).unwrap(), plain, "{look_alike:?}");
+        }
+        // A ligature is the letters it joins.
+        assert_eq!(
+            Email::parse("ann@\u{fb01}rm.com").unwrap().as_str(),
+            "ann@firm.com"
+        );
+        // The Kelvin sign is K in NFKC, so it lower-cases to k.
+        assert_eq!(
+            Email::parse("\u{212a}im@example.com").unwrap().as_str(),
+            "kim@example.com"
+        );
+        // A precomposed letter and its decomposed spelling are one address.
+        assert_eq!(
+            Email::parse("zoe\u{308}@example.com").unwrap(),
+            Email::parse("zo\u{eb}@example.com").unwrap()
+        );
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! other services verify against its JWKS.
 
 pub mod admin;
+pub mod client_ip;
 pub mod config;
 pub mod domain;
 pub mod entity;
 pub mod error;
+pub mod limits;
 pub mod migration;
 pub mod password;
 pub mod routes;

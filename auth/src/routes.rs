@@ -12,8 +12,10 @@ use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    client_ip::ClientIp,
     domain::{Credentials, Email, Invalid, NewUser, Password, UserName},
     error::Error,
+    limits::{Action, RateLimits},
     password::Hasher,
     store,
     token::TokenIssuer,
@@ -30,7 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `shop_logins_total{outcome}`: `success`, `invalid_credentials` (unknown email, wrong or
-/// impossible password) or `error`.
+/// impossible password), `refused` (a rate limit or the full hashing queue answered before
+/// the password was checked) or `error`.
 #[derive(Clone)]
 pub struct Logins(IntCounterVec);
 
@@ -40,7 +43,7 @@ impl Logins {
         let opts = Opts::new("shop_logins_total", "Login attempts, by outcome.");
         let logins = metrics::register(registry, IntCounterVec::new(opts, &["outcome"])?)?;
         // Shown at 0 from the start: a series that first appears at 1 shows no increase.
-        for outcome in ["success", "invalid_credentials", "error"] {
+        for outcome in ["success", "invalid_credentials", "refused", "error"] {
             logins.with_label_values(&[outcome]);
         }
         Ok(Self(logins))
@@ -50,6 +53,7 @@ impl Logins {
         let outcome = match result {
             Ok(_) => "success",
             Err(Error::InvalidCredentials) => "invalid_credentials",
+            Err(Error::RateLimited(_) | Error::Busy) => "refused",
             Err(_) => "error",
         };
         self.0.with_label_values(&[outcome]).inc();
@@ -87,19 +91,28 @@ pub struct RegisteredUser {
 }
 
 async fn register(
+    client: ClientIp,
     body: web::Json<RegisterRequest>,
     db: web::Data<DatabaseConnection>,
     hasher: web::Data<Hasher>,
+    limits: web::Data<RateLimits>,
 ) -> Result<HttpResponse, Error> {
-    let new_user = NewUser::try_from(body.into_inner())?;
+    register_user(client, body.into_inner(), &db, &hasher, &limits).await
+}
+
+async fn register_user(
+    client: ClientIp,
+    body: RegisterRequest,
+    db: &DatabaseConnection,
+    hasher: &Hasher,
+    limits: &RateLimits,
+) -> Result<HttpResponse, Error> {
+    limits.check_address(Action::Register, client.0)?;
+    let new_user = NewUser::try_from(body)?;
+    limits.check_email(Action::Register, &new_user.email)?;
     let password_hash = hasher.hash(&new_user.password).await?;
-    let user = store::insert_user(
-        db.get_ref(),
-        &new_user.email,
-        new_user.name.as_ref(),
-        password_hash,
-    )
-    .await?;
+    let user =
+        store::insert_user(db, &new_user.email, new_user.name.as_ref(), password_hash).await?;
     tracing::info!(user_id = %user.id, "user registered");
     Ok(HttpResponse::Created().json(RegisteredUser {
         id: user.id,
@@ -135,27 +148,52 @@ pub struct TokenResponse {
     expires_in: u64,
 }
 
+/// What a login needs besides the request.
+struct LoginParts<'a> {
+    db: &'a DatabaseConnection,
+    hasher: &'a Hasher,
+    issuer: &'a TokenIssuer,
+    limits: &'a RateLimits,
+}
+
 async fn login(
+    client: ClientIp,
     body: web::Json<LoginRequest>,
     db: web::Data<DatabaseConnection>,
     hasher: web::Data<Hasher>,
     issuer: web::Data<TokenIssuer>,
+    limits: web::Data<RateLimits>,
     logins: web::Data<Logins>,
 ) -> Result<HttpResponse, Error> {
-    let answer = log_in(body.into_inner(), &db, &hasher, &issuer).await;
+    let parts = LoginParts {
+        db: &db,
+        hasher: &hasher,
+        issuer: &issuer,
+        limits: &limits,
+    };
+    let answer = log_in(client, body.into_inner(), parts).await;
     logins.count(&answer);
     answer
 }
 
 async fn log_in(
+    client: ClientIp,
     body: LoginRequest,
-    db: &DatabaseConnection,
-    hasher: &Hasher,
-    issuer: &TokenIssuer,
+    LoginParts {
+        db,
+        hasher,
+        issuer,
+        limits,
+    }: LoginParts<'_>,
 ) -> Result<HttpResponse, Error> {
+    limits.check_address(Action::Login, client.0)?;
     // Credentials no account could have are refused like wrong ones; the answer does not
     // depend on whether the email exists, so it tells nothing even without hashing.
     let credentials = Credentials::try_from(body).map_err(|_| Error::InvalidCredentials)?;
+    // Every attempt for the email counts, whether the account exists or not and whether the
+    // password turns out right or wrong: the limit is on guesses, and a 429 must not say
+    // which guess would have been right.
+    limits.check_email(Action::Login, &credentials.email)?;
     let user = store::find_by_email(db, &credentials.email)
         .await
         .context("looking up the user logging in")?;

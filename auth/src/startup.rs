@@ -6,12 +6,16 @@ use clap::Subcommand;
 use common::{
     config::ServerConfig,
     http::Routes,
+    ids::UserId,
     service::{Parts, Service},
 };
+use tokio::time::MissedTickBehavior;
 
 use crate::{
     admin,
+    client_ip::TrustedProxies,
     config::Config,
+    limits::{self, RateLimits},
     migration::{LOCK_KEY, Migrator},
     password::Hasher,
     routes::{self, Logins},
@@ -34,8 +38,14 @@ pub enum Command {
 /// `auth admin ...`.
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
-    /// Give the registered user with this email the admin role.
-    Grant { email: String },
+    /// Give the registered user with this id the admin role. The id, not the email: no email
+    /// is verified, so an email proves nothing about who holds the account. Take the id from
+    /// the account's registration (`id`) or a login's token (`sub`).
+    Grant {
+        /// The user's id, as `POST /auth/register` answered it.
+        #[arg(long)]
+        user_id: UserId,
+    },
 }
 
 impl Service for Auth {
@@ -69,7 +79,7 @@ impl Service for Auth {
             }
         };
         tracing::info!(kid = issuer.kid(), "token signing key loaded");
-        let hasher = Hasher::new(config.hash_concurrency).await?;
+        let hasher = Hasher::new(config.hash_concurrency, config.hash_queue).await?;
         let queued = hasher.clone();
         common::metrics::gauge_fn(
             parts.metrics(),
@@ -78,6 +88,24 @@ impl Service for Auth {
             move || queued.queued() as f64,
         )?;
         let logins = web::Data::new(Logins::register(parts.metrics())?);
+        let limits = RateLimits::new(&config.rate_limits).with_metrics(parts.metrics())?;
+        if !config.rate_limits.enabled {
+            tracing::warn!("RATE_LIMIT_ENABLED is false: register and login have no rate limits");
+        }
+        let swept = limits.clone();
+        let stop = parts.shutdown().clone();
+        parts.spawn_worker("rate limit sweeper", async move {
+            let mut sweep = tokio::time::interval(limits::SWEEP_EVERY);
+            sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return Ok(()),
+                    _ = sweep.tick() => swept.forget_stale(),
+                }
+            }
+        });
+        let limits = web::Data::from(limits);
+        let trusted = web::Data::new(TrustedProxies(config.rate_limits.trusted_proxies.clone()));
         let db = web::Data::new(parts.db().clone());
         let hasher = web::Data::new(hasher);
         let issuer = web::Data::new(issuer);
@@ -86,6 +114,8 @@ impl Service for Auth {
                 .app_data(hasher.clone())
                 .app_data(issuer.clone())
                 .app_data(logins.clone())
+                .app_data(limits.clone())
+                .app_data(trusted.clone())
                 .configure(routes::configure);
         }))
     }
@@ -93,8 +123,8 @@ impl Service for Auth {
     async fn run_command(command: Command, config: Config) -> anyhow::Result<()> {
         match command {
             Command::Admin {
-                command: AdminCommand::Grant { email },
-            } => admin::grant_with_config(&config.server.database, &email).await,
+                command: AdminCommand::Grant { user_id },
+            } => admin::grant_with_config(&config.server.database, user_id).await,
         }
     }
 }

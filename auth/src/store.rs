@@ -61,16 +61,12 @@ pub async fn find_by_email(
         .await
 }
 
-/// As [`find_by_email`], locking the row until the transaction `db` ends.
-pub async fn find_by_email_for_update(
+/// The user with `id`, locking the row until the transaction `db` ends.
+pub async fn find_by_id_for_update(
     db: &impl ConnectionTrait,
-    email: &Email,
+    id: UserId,
 ) -> Result<Option<user::Model>, DbErr> {
-    user::Entity::find()
-        .filter(email_matches(email))
-        .lock_exclusive()
-        .one(db)
-        .await
+    user::Entity::find_by_id(id).lock_exclusive().one(db).await
 }
 
 /// Replaces the roles of user `id`.

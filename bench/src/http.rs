@@ -2,7 +2,7 @@
 //! when it breaks. Plain hyper rather than a pooling client, because the client shares the two
 //! cores with the services it measures and a connection per worker is all it needs.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -12,6 +12,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpSocket;
 use tokio::task::JoinHandle;
 
 /// How long a request may take before it counts as failed and the connection is dropped.
@@ -74,6 +75,8 @@ impl<'a> Call<'a> {
 pub struct Conn {
     addr: SocketAddr,
     host: HeaderValue,
+    /// The address the connection comes from, when not the kernel's choice.
+    local: Option<IpAddr>,
     open: Option<Open>,
 }
 
@@ -96,8 +99,16 @@ impl Conn {
         Self {
             addr,
             host,
+            local: None,
             open: None,
         }
+    }
+
+    /// The same connection, opened from `local` (a loopback address such as 127.0.0.2), so
+    /// the server sees another client.
+    pub fn bound_to(mut self, local: IpAddr) -> Self {
+        self.local = Some(local);
+        self
     }
 
     /// Sends `call` and reads the whole answer. Any failure closes the connection, so the next
@@ -141,7 +152,7 @@ impl Conn {
 
     async fn round_trip(&mut self, request: Request<Full<Bytes>>) -> anyhow::Result<Answer> {
         if self.open.as_ref().is_none_or(|o| o.sender.is_closed()) {
-            self.open = Some(connect(self.addr).await?);
+            self.open = Some(connect(self.addr, self.local).await?);
         }
         let Some(open) = self.open.as_mut() else {
             unreachable!("opened just above");
@@ -164,8 +175,18 @@ impl Conn {
     }
 }
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<Open> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+async fn connect(addr: SocketAddr, local: Option<IpAddr>) -> anyhow::Result<Open> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .context("open a socket")?;
+    if let Some(local) = local {
+        socket
+            .bind(SocketAddr::new(local, 0))
+            .with_context(|| format!("bind to {local}"))?;
+    }
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr))
         .await
         .map_err(|_| anyhow!("connecting to {addr} took over {CONNECT_TIMEOUT:?}"))?
         .with_context(|| format!("connect to {addr}"))?;

@@ -5,6 +5,7 @@
 //! runs on loopback only; every loop is bounded in time and in count.
 
 mod argon;
+mod attack;
 mod bare;
 mod chart;
 mod fixture;
@@ -59,6 +60,9 @@ struct Cli {
 enum Command {
     /// Set up, seed, run every scenario's concurrency sweep, report, and clean up.
     Run(RunArgs),
+    /// Abuse measurements against an auth already running on loopback (SECURITY.md).
+    #[command(subcommand)]
+    Attack(attack::Attack),
 }
 
 #[derive(clap::Args)]
@@ -116,7 +120,7 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "bench=info".into()),
         )
         .init();
-    let Command::Run(args) = Cli::parse().command;
+    let command = Cli::parse().command;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(RUNTIME_WORKERS)
         .enable_all()
@@ -128,7 +132,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(args)) {
+    let outcome = match command {
+        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Attack(attack) => runtime.block_on(attack::run(attack)),
+    };
+    match outcome {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::from(1),
         Err(e) => {
@@ -763,7 +771,9 @@ mod tests {
     #[test]
     fn the_default_output_sits_beside_the_binary_directory() {
         let args = Cli::parse_from(["bench", "run", "--quick"]);
-        let Command::Run(args) = args.command;
+        let Command::Run(args) = args.command else {
+            panic!("`bench run` parses as Run");
+        };
         let settings = settings(&args).unwrap();
         let exe_dir = std::env::current_exe()
             .unwrap()

@@ -33,6 +33,8 @@ async fn every_service_answers_what_is_in_flight_then_closes_its_connections_and
         jwt_private_key_file: None,
         token_ttl: Duration::from_secs(900),
         hash_concurrency: 1,
+        hash_queue: auth::password::HashQueueConfig::for_concurrency(1),
+        rate_limits: auth::limits::RateLimitConfig::default(),
     })
     .await;
     assert_graceful_shutdown(auth, TEST_SHUTDOWN_TIMEOUT, None).await;

@@ -350,6 +350,10 @@ def check_ingress(r: Report, objs: list[dict], overlay: str) -> None:
               for rule in spec["rules"] for p in rule["http"]["paths"]}
     r.check(f"{overlay}: Ingress routes /auth, /products, /orders to their services",
             routes == {f"/{s}": s for s in SERVICES}, str(routes))
+    annotations = ingresses[0]["metadata"].get("annotations", {})
+    limits = {k: annotations.get(f"nginx.ingress.kubernetes.io/{k}", "") for k in ("limit-rps", "limit-connections")}
+    r.check(f"{overlay}: Ingress limits requests and connections per client address",
+            all(v.isdigit() and int(v) > 0 for v in limits.values()), str(limits))
     metrics = [p["path"] for rule in spec["rules"] for p in rule["http"]["paths"] if routes_path(p, "/metrics")]
     r.check(f"{overlay}: Ingress does not route /metrics", not metrics and "defaultBackend" not in spec,
             f"paths {metrics}" if metrics else "a defaultBackend takes every path")

@@ -73,7 +73,7 @@ METRICS["orders"] += [
     ("gauge", "shop_amqp_connected", [{}]),
 ]
 METRICS["auth"] += [
-    ("counter", "shop_logins_total", [{"outcome": o} for o in ("success", "invalid_credentials", "error")]),
+    ("counter", "shop_logins_total", [{"outcome": o} for o in ("success", "invalid_credentials", "refused", "error")]),
     ("gauge", "shop_password_hash_queue_depth", [{}]),
 ]
 PORTS = {"auth": 3001, "products": 3002, "orders": 3003}

@@ -2,7 +2,9 @@
 
 mod admin;
 mod health;
+mod limits;
 mod login;
 mod register;
+mod seed;
 mod support;
 mod tokens;

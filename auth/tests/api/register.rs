@@ -1,7 +1,10 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{assert_problem, spawn_app};
+use auth::limits::Rate;
+use common::testing::TestDatabase;
+
+use crate::support::{assert_problem, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn registering_answers_201_with_the_id_normalised_email_and_creation_time() {
@@ -54,7 +57,12 @@ async fn registering_an_email_that_differs_only_in_case_answers_409() {
 
 #[tokio::test]
 async fn of_simultaneous_registrations_for_one_email_exactly_one_succeeds() {
-    let (app, _db) = spawn_app().await;
+    let db = TestDatabase::create().await;
+    // Room for all four under the limit on registering one email.
+    let app = spawn_app_with(&db, |config| {
+        config.rate_limits.register_per_email = Rate::new(4, 1);
+    })
+    .await;
     let emails = [
         "race@example.com",
         "RACE@example.com",
@@ -135,4 +143,23 @@ async fn a_body_that_is_not_json_answers_400_with_a_problem_body() {
         .unwrap();
 
     assert_problem(response, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
+async fn registering_a_look_alike_spelling_of_a_taken_email_answers_409() {
+    let (app, _db) = spawn_app().await;
+    app.registered_user("ann@example.com", "correct horse")
+        .await;
+
+    // Fullwidth letters and at sign: NFKC folds them into the plain ones.
+    let fullwidth = app
+        .register(
+            "\u{ff41}\u{ff4e}\u{ff4e}\u{ff20}example.com",
+            "another password",
+        )
+        .await;
+    let login = app.login("\u{ff21}NN@example.com", "correct horse").await;
+
+    assert_problem(fullwidth, StatusCode::CONFLICT).await;
+    assert_eq!(login.status(), StatusCode::OK, "the same account logs in");
 }

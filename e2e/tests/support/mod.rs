@@ -247,6 +247,13 @@ impl System {
             jwt_private_key_file: None,
             token_ttl: Duration::from_secs(15 * 60),
             hash_concurrency: 2,
+            hash_queue: auth::password::HashQueueConfig::for_concurrency(2),
+            // The tests register and log in many users from 127.0.0.1 at once; the limits
+            // have tests of their own in auth.
+            rate_limits: auth::limits::RateLimitConfig {
+                enabled: false,
+                ..auth::limits::RateLimitConfig::default()
+            },
         })
         .await;
         let http = reqwest::Client::builder()
@@ -420,10 +427,11 @@ impl System {
             .to_owned()
     }
 
-    pub async fn grant_admin(&self, email: &str) {
-        auth::admin::grant_with_config(&self.auth_db.config(), email)
+    pub async fn grant_admin(&self, user_id: &str) {
+        let id = user_id.parse().expect("a user id");
+        auth::admin::grant_with_config(&self.auth_db.config(), id)
             .await
-            .unwrap_or_else(|e| panic!("granting admin to {email} failed: {e:#}"));
+            .unwrap_or_else(|e| panic!("granting admin to {user_id} failed: {e:#}"));
     }
 
     /// A newly registered, logged-in user.
@@ -449,7 +457,7 @@ impl System {
             .register(&email, PASSWORD)
             .await
             .expect(StatusCode::CREATED, "register the admin");
-        self.grant_admin(&email).await;
+        self.grant_admin(&id_of(&registered.body)).await;
         let token = self.login(&email, PASSWORD).await;
         User {
             id: registered.body["id"].as_str().expect("id").to_owned(),

@@ -2,7 +2,7 @@
 
 use std::{ops::Deref, path::PathBuf, time::Duration};
 
-use auth::{Auth, config::Config};
+use auth::{Auth, config::Config, limits::RateLimitConfig, password::HashQueueConfig};
 use common::{
     config::DatabaseConfig,
     jwt::{Claims, JwksVerifier},
@@ -48,6 +48,8 @@ pub fn test_config(db: &TestDatabase) -> Config {
         jwt_private_key_file: None,
         token_ttl: TOKEN_TTL,
         hash_concurrency: 2,
+        hash_queue: HashQueueConfig::for_concurrency(2),
+        rate_limits: RateLimitConfig::default(),
     }
 }
 
@@ -168,4 +170,59 @@ pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
     assert_eq!(body["status"], status.as_u16());
     assert!(body["title"].is_string() && body["detail"].is_string());
     body
+}
+
+/// An HTTP client whose connections come from `local`, a loopback address such as 127.0.0.2:
+/// to the service, another client.
+pub fn client_from(local: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(local.parse::<std::net::IpAddr>().expect("an address"))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("an HTTP client")
+}
+
+impl TestApp {
+    /// `POST path` with `body`, sent by `client`.
+    pub async fn post_json_with(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: &Value,
+    ) -> Response {
+        client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request reaches the service")
+    }
+
+    /// A login sent by `client`.
+    pub async fn login_with(
+        &self,
+        client: &reqwest::Client,
+        email: &str,
+        password: &str,
+    ) -> Response {
+        self.post_json_with(
+            client,
+            "/auth/login",
+            &json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+}
+
+/// The `Retry-After` of `response` in seconds; panics unless it is a whole number.
+pub fn retry_after(response: &Response) -> u64 {
+    let value = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .unwrap_or_else(|| panic!("a Retry-After header on {}", response.status()));
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("Retry-After is whole seconds: {value:?}"))
 }
