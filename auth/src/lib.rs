@@ -7,6 +7,7 @@ pub mod domain;
 pub mod entity;
 pub mod error;
 pub mod migration;
+pub mod openapi;
 pub mod password;
 pub mod routes;
 pub mod startup;

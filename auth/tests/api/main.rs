@@ -4,5 +4,6 @@ mod admin;
 mod health;
 mod login;
 mod register;
+mod responses;
 mod support;
 mod tokens;
