@@ -40,19 +40,13 @@ pub struct BuyItemBody {
     pub quantity: i64,
 }
 
-/// The body of a buy: exactly one of `items` and the older `ids` (each id one item), naming
-/// 1 to 100 distinct products.
-#[derive(Deserialize, utoipa::ToSchema)]
+/// The body as it arrives, before deciding which of the two forms it is.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(as = BuyBody)]
 struct BuyBodyFields {
-    /// Products with quantities.
     #[serde(default)]
-    #[schema(min_items = 1)]
     items: Option<Vec<BuyItemBody>>,
-    /// Products, one of each (the older form).
     #[serde(default)]
-    #[schema(min_items = 1)]
     ids: Option<Vec<ProductId>>,
 }
 
@@ -94,7 +88,7 @@ impl TryFrom<BuyBody> for BuyRequest {
         description = "1 to 200 visible ASCII characters; a retry with the same key and body \
             answers the same order instead of buying again.",
         min_length = 1, max_length = 200, pattern = "^[!-~]+$")),
-    request_body(content = BuyBodyFields, description = "JSON, at most 256 KiB."),
+    request_body(content = BuyBody, description = "JSON, at most 256 KiB."),
     responses(
         (status = 201, description = "The order was stored.", body = common::messages::Order,
             headers(
