@@ -9,6 +9,7 @@ pub mod entity;
 pub mod error;
 pub mod limits;
 pub mod migration;
+pub mod openapi;
 pub mod password;
 pub mod routes;
 pub mod startup;

@@ -61,12 +61,19 @@ impl Logins {
 }
 
 /// The body of `POST /auth/register`. No `Debug`: it holds a password.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(description = "A new account.")]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// The account's email; compared without regard to case.
+    #[schema(max_length = 254, format = Email)]
     email: String,
+    /// 8 to 1024 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
+    /// A display name, 1 to 100 characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100)]
     name: Option<String>,
 }
 
@@ -83,14 +90,32 @@ impl TryFrom<RegisterRequest> for NewUser {
 }
 
 /// The answer to a registration.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RegisteredUser {
     id: UserId,
     email: String,
     created_at: DateTime<Utc>,
 }
 
-async fn register(
+/// Registers an account.
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    tag = "auth",
+    request_body(content = RegisterRequest, description = "JSON, at most 256 KiB."),
+    responses(
+        (status = 201, description = "The account was created.", body = RegisteredUser,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, response = common::openapi::BadRequest),
+        (status = 408, response = common::openapi::RequestTimeout),
+        (status = 409, description = "An account with this email already exists.",
+            content_type = "application/problem+json", body = common::problem::Problem),
+        (status = 429, response = common::openapi::TooManyRequests),
+        (status = 500, response = common::openapi::Internal),
+        (status = 503, response = common::openapi::Unavailable),
+    )
+)]
+pub(crate) async fn register(
     client: ClientIp,
     body: web::Json<RegisterRequest>,
     db: web::Data<DatabaseConnection>,
@@ -122,7 +147,8 @@ async fn register_user(
 }
 
 /// The body of `POST /auth/login`. No `Debug`: it holds a password.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(description = "The credentials of an account.")]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     email: String,
@@ -141,10 +167,14 @@ impl TryFrom<LoginRequest> for Credentials {
 }
 
 /// A successful login.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
+    /// The access token, a JWT to send as `Authorization: Bearer <token>`.
     access_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String)]
     token_type: &'static str,
+    /// Seconds until the token expires.
     expires_in: u64,
 }
 
@@ -156,7 +186,25 @@ struct LoginParts<'a> {
     limits: &'a RateLimits,
 }
 
-async fn login(
+/// Exchanges an email and password for an access token.
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "auth",
+    request_body(content = LoginRequest, description = "JSON, at most 256 KiB."),
+    responses(
+        (status = 200, description = "The credentials are right.", body = TokenResponse,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, response = common::openapi::BadRequest),
+        (status = 401, description = "The email or password is wrong (one answer for both).",
+            content_type = "application/problem+json", body = common::problem::Problem),
+        (status = 408, response = common::openapi::RequestTimeout),
+        (status = 429, response = common::openapi::TooManyRequests),
+        (status = 500, response = common::openapi::Internal),
+        (status = 503, response = common::openapi::Unavailable),
+    )
+)]
+pub(crate) async fn login(
     client: ClientIp,
     body: web::Json<LoginRequest>,
     db: web::Data<DatabaseConnection>,
@@ -214,6 +262,14 @@ async fn log_in(
         }))
 }
 
-async fn jwks(issuer: web::Data<TokenIssuer>) -> HttpResponse {
+/// The public keys that verify access tokens.
+#[utoipa::path(
+    get,
+    path = "/auth/.well-known/jwks.json",
+    tag = "auth",
+    responses((status = 200, description = "A JWK Set (RFC 7517) of Ed25519 keys.",
+        content_type = "application/json", body = Object))
+)]
+pub(crate) async fn jwks(issuer: web::Data<TokenIssuer>) -> HttpResponse {
     HttpResponse::Ok().json(issuer.jwks())
 }

@@ -55,6 +55,7 @@ impl Service for Auth {
     type Config = Config;
     type Migrator = Migrator;
     type Command = Command;
+    type Api = crate::openapi::Api;
 
     fn config_from_env() -> anyhow::Result<Config> {
         Config::from_env()

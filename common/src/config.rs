@@ -109,6 +109,54 @@ pub struct ServerConfig {
     /// `SHUTDOWN_TIMEOUT_SECS`, default 20: how long in-flight requests and deliveries may take
     /// after SIGTERM before the service stops anyway.
     pub shutdown_timeout: Duration,
+    /// How long a client may take to send a request.
+    pub timeouts: HttpTimeouts,
+}
+
+/// How long the HTTP server waits for a client, so a slow or silent one cannot hold a
+/// connection (and a worker's memory) for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// `HTTP_REQUEST_HEAD_TIMEOUT_MS`, default 5000: from a connection's first byte (or the
+    /// previous answer) to the end of the request line and headers; then 408 and the connection
+    /// closes.
+    pub request_head: Duration,
+    /// `HTTP_REQUEST_BODY_TIMEOUT_MS`, default 10000: from the end of the headers to the end of
+    /// the body a route reads; then 408 and the connection closes.
+    pub request_body: Duration,
+    /// `HTTP_CLIENT_DISCONNECT_TIMEOUT_MS`, default 1000: how long a closing connection waits
+    /// for the client to go before it is dropped.
+    pub client_disconnect: Duration,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        Self {
+            request_head: Duration::from_secs(5),
+            request_body: Duration::from_secs(10),
+            client_disconnect: Duration::from_secs(1),
+        }
+    }
+}
+
+impl HttpTimeouts {
+    /// Reads the timeouts from the environment; each must be at least 1 ms.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let default = Self::default();
+        let millis = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+            let ms: u64 = parse_or(name, default.as_millis() as u64)?;
+            anyhow::ensure!(ms > 0, "{name} must be at least 1");
+            Ok(Duration::from_millis(ms))
+        };
+        Ok(Self {
+            request_head: millis("HTTP_REQUEST_HEAD_TIMEOUT_MS", default.request_head)?,
+            request_body: millis("HTTP_REQUEST_BODY_TIMEOUT_MS", default.request_body)?,
+            client_disconnect: millis(
+                "HTTP_CLIENT_DISCONNECT_TIMEOUT_MS",
+                default.client_disconnect,
+            )?,
+        })
+    }
 }
 
 impl ServerConfig {
@@ -119,6 +167,7 @@ impl ServerConfig {
             port: parse_or("PORT", default_port)?,
             database: DatabaseConfig::from_env(service).context("database settings")?,
             shutdown_timeout: Duration::from_secs(parse_or("SHUTDOWN_TIMEOUT_SECS", 20)?),
+            timeouts: HttpTimeouts::from_env().context("HTTP timeouts")?,
         })
     }
 }

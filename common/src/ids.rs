@@ -12,7 +12,7 @@ macro_rules! typed_id {
         $(#[$doc])*
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-            DeriveValueType,
+            DeriveValueType, utoipa::ToSchema,
         )]
         #[serde(transparent)]
         pub struct $name(pub Uuid);

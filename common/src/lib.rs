@@ -12,6 +12,7 @@ pub mod ids;
 pub mod jwt;
 pub mod messages;
 pub mod metrics;
+pub mod openapi;
 pub mod paging;
 pub mod problem;
 pub mod service;

@@ -42,7 +42,7 @@ pub struct OrderLineV1 {
 }
 
 /// An order as clients see it (`GET /orders/{id}`) and as orders replies with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Order {
     /// The order's id.
     pub id: OrderId,
@@ -59,7 +59,7 @@ pub struct Order {
 }
 
 /// One line of a stored order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderItem {
     /// The product bought.
     pub product_id: ProductId,

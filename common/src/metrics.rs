@@ -133,6 +133,13 @@ pub fn render(registry: &Registry) -> String {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4.",
+        content_type = "text/plain; version=0.0.4", body = String))
+)]
 pub async fn serve_metrics(registry: web::Data<Registry>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(ContentType(

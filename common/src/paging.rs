@@ -10,12 +10,15 @@ pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 200;
 
 /// The query string as sent; converted into [`Paging`] before use.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PagingQuery {
     /// Requested page size.
+    #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<i64>,
     /// Requested number of rows to skip.
+    #[param(minimum = 0, default = 0)]
     pub offset: Option<i64>,
 }
 

@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
 /// An RFC 9457 problem. Its `detail` is written for the client and never carries internal text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+/// Some problems carry extension members besides these (`/readyz` adds `checks`).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema,
+)]
 #[error("{status} {title}: {detail}")]
 pub struct Problem {
     /// A URI reference naming the kind of problem; `about:blank` where the status says it all.
@@ -21,6 +24,7 @@ pub struct Problem {
     /// A short summary of the kind of problem.
     pub title: String,
     /// The HTTP status code.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     /// What went wrong with this request, for the client.
     pub detail: String,
@@ -94,44 +98,111 @@ impl ResponseError for Problem {
     }
 }
 
-/// `JsonConfig` whose failures (bad JSON, unknown field, wrong content type) are problem bodies.
+/// The largest JSON body a service reads.
+pub const JSON_BODY_LIMIT: usize = 256 * 1024;
+
+/// The most characters of a field path a `detail` carries; a longer one is cut and ends in `…`.
+pub const MAX_FIELD_PATH_CHARS: usize = 64;
+
+/// The `detail` of a route that does not exist (the 404 fallback).
+pub const NO_SUCH_ROUTE: &str = "No such route.";
+
+/// `JsonConfig` whose failures (bad JSON, unknown field, wrong content type, a body too large or
+/// too slow) are problem bodies with fixed texts: the parser's own message can quote whatever
+/// the client sent, such as a field name as long as the body, so it is never echoed.
 pub fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default().limit(256 * 1024).error_handler(
-        |err: JsonPayloadError, _req: &HttpRequest| {
-            let detail = match &err {
-                JsonPayloadError::ContentType => {
-                    "The body must be JSON with Content-Type: application/json.".to_owned()
-                }
-                JsonPayloadError::Overflow { .. }
-                | JsonPayloadError::OverflowKnownLength { .. } => {
-                    "The body is too large.".to_owned()
-                }
-                JsonPayloadError::Deserialize(e) => format!("The body is not valid: {e}"),
-                _ => "The body could not be read as JSON.".to_owned(),
-            };
-            Problem::bad_request(detail).into()
-        },
+    web::JsonConfig::default()
+        .limit(JSON_BODY_LIMIT)
+        .error_handler(|err: JsonPayloadError, _req: &HttpRequest| json_problem(&err).into())
+}
+
+fn json_problem(err: &JsonPayloadError) -> Problem {
+    match err {
+        JsonPayloadError::ContentType => {
+            Problem::bad_request("The body must be JSON with Content-Type: application/json.")
+        }
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            Problem::bad_request(format!(
+                "The body is larger than {} KiB.",
+                JSON_BODY_LIMIT / 1024
+            ))
+        }
+        JsonPayloadError::Deserialize(e) => Problem::bad_request(deserialize_detail(e)),
+        JsonPayloadError::Payload(e) if crate::http::is_body_timeout(e) => body_timeout(),
+        _ => Problem::bad_request("The body could not be read."),
+    }
+}
+
+/// 408: the body did not arrive within the server's body read timeout.
+pub fn body_timeout() -> Problem {
+    Problem::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "The body did not arrive in time.",
     )
+}
+
+/// A fixed text for a body that is not what the route takes. Only a field name the service
+/// itself declares (a missing one) is named; values and names the client chose are not.
+fn deserialize_detail(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => "The body is not valid JSON.".to_owned(),
+        Category::Data => {
+            let message = e.to_string();
+            if message.starts_with("unknown field") {
+                "The body has an unknown field.".to_owned()
+            } else if let Some(field) = missing_field(&message) {
+                format!("The body lacks the field `{}`.", truncated(field))
+            } else {
+                "A value in the body has the wrong type or is out of range.".to_owned()
+            }
+        }
+    }
+}
+
+/// The field serde's "missing field `x`" names: one the route declares, never the client's.
+fn missing_field(message: &str) -> Option<&str> {
+    let field = message.strip_prefix("missing field `")?.split('`').next()?;
+    field
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        .then_some(field)
+}
+
+/// `path` cut to [`MAX_FIELD_PATH_CHARS`] characters.
+pub fn truncated(path: &str) -> String {
+    match path.char_indices().nth(MAX_FIELD_PATH_CHARS) {
+        None => path.to_owned(),
+        Some((end, _)) => format!("{}…", &path[..end]),
+    }
 }
 
 /// `PathConfig` whose failures (a malformed id in the path) are problem bodies.
 pub fn path_config() -> web::PathConfig {
-    web::PathConfig::default().error_handler(|err: PathError, _req: &HttpRequest| {
-        // A path that does not parse names nothing that exists, but say why.
-        Problem::not_found(format!("No such resource: {err}")).into()
+    web::PathConfig::default().error_handler(|_err: PathError, _req: &HttpRequest| {
+        // A path that does not parse names nothing that exists; the parser's text would only
+        // repeat what the client sent.
+        Problem::not_found("No such resource: the id in the path is not valid.").into()
     })
 }
 
-/// `QueryConfig` whose failures (bad paging values) are problem bodies.
+/// `QueryConfig` whose failures (bad paging values, an unknown parameter) are problem bodies
+/// with fixed texts.
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req: &HttpRequest| {
-        Problem::bad_request(format!("The query string is not valid: {err}")).into()
+        let detail = match &err {
+            QueryPayloadError::Deserialize(e) if e.to_string().starts_with("unknown field") => {
+                "The query string has an unknown parameter."
+            }
+            _ => "A query parameter has the wrong type or is out of range.",
+        };
+        Problem::bad_request(detail).into()
     })
 }
 
 /// Answers routes that do not exist with a 404 problem body.
 pub async fn not_found() -> HttpResponse {
-    Problem::not_found("No such route.").to_response()
+    Problem::not_found(NO_SUCH_ROUTE).to_response()
 }
 
 #[cfg(test)]
@@ -151,6 +222,53 @@ mod tests {
                 "detail": "quantity must be at least 1"
             })
         );
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        quantity: i64,
+    }
+
+    fn detail_for(json: &str) -> String {
+        let err = serde_json::from_str::<Body>(json).unwrap_err();
+        json_problem(&JsonPayloadError::Deserialize(err)).detail
+    }
+
+    #[test]
+    fn a_field_name_the_client_chose_is_never_echoed() {
+        let field = "<b>".repeat(10_000);
+        let detail = detail_for(&format!(r#"{{"quantity": 1, "{field}": 2}}"#));
+        assert_eq!(detail, "The body has an unknown field.");
+    }
+
+    #[test]
+    fn a_value_the_client_sent_is_never_echoed() {
+        let detail = detail_for(r#"{"quantity": "<script>alert(1)</script>"}"#);
+        assert_eq!(
+            detail,
+            "A value in the body has the wrong type or is out of range."
+        );
+        assert_eq!(
+            detail_for(r#"{"quantity": 1"#),
+            "The body is not valid JSON."
+        );
+        assert_eq!(detail_for("<html>"), "The body is not valid JSON.");
+    }
+
+    #[test]
+    fn a_missing_field_the_route_declares_is_named() {
+        assert_eq!(detail_for("{}"), "The body lacks the field `quantity`.");
+    }
+
+    #[test]
+    fn a_field_path_is_cut_at_its_cap() {
+        assert_eq!(truncated("lines[0].quantity"), "lines[0].quantity");
+        let long = "é".repeat(MAX_FIELD_PATH_CHARS + 1);
+        let cut = truncated(&long);
+        assert_eq!(cut.chars().count(), MAX_FIELD_PATH_CHARS + 1);
+        assert!(cut.ends_with('…'));
     }
 
     #[test]

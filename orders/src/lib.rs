@@ -8,6 +8,7 @@ pub mod entity;
 pub mod error;
 pub mod failpoint;
 pub mod migration;
+pub mod openapi;
 pub mod routes;
 pub mod startup;
 pub mod store;

@@ -17,7 +17,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/orders/{id}", web::get().to(get_order));
 }
 
-async fn list_orders(
+/// The caller's orders, newest first.
+#[utoipa::path(
+    get,
+    path = "/orders",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(PagingQuery),
+    responses(
+        (status = 200, description = "A page of the caller's orders, newest first.",
+            body = Vec<common::messages::Order>,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, response = common::openapi::BadRequest),
+        (status = 401, response = common::openapi::Unauthorized),
+        (status = 500, response = common::openapi::Internal),
+        (status = 503, response = common::openapi::Unavailable),
+    )
+)]
+pub(crate) async fn list_orders(
     user: AuthUser,
     query: web::Query<PagingQuery>,
     db: web::Data<DatabaseConnection>,
@@ -29,7 +46,24 @@ async fn list_orders(
     Ok(HttpResponse::Ok().json(orders))
 }
 
-async fn get_order(
+/// One of the caller's orders.
+#[utoipa::path(
+    get,
+    path = "/orders/{id}",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = OrderId, Path, description = "The order's id.")),
+    responses(
+        (status = 200, description = "The order.", body = common::messages::Order,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 401, response = common::openapi::Unauthorized),
+        (status = 404, description = "No such order, or another user's.",
+            content_type = "application/problem+json", body = common::problem::Problem),
+        (status = 500, response = common::openapi::Internal),
+        (status = 503, response = common::openapi::Unavailable),
+    )
+)]
+pub(crate) async fn get_order(
     user: AuthUser,
     id: web::Path<OrderId>,
     db: web::Data<DatabaseConnection>,

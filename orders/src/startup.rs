@@ -29,6 +29,7 @@ impl Service for Orders {
     type Config = Config;
     type Migrator = Migrator;
     type Command = NoCommand;
+    type Api = crate::openapi::Api;
 
     fn config_from_env() -> anyhow::Result<Config> {
         Config::from_env()

@@ -8,6 +8,7 @@ pub mod entity;
 pub mod error;
 pub mod in_flight;
 pub mod migration;
+pub mod openapi;
 pub mod order_queue;
 pub mod routes;
 pub mod startup;

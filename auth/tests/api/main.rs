@@ -5,6 +5,7 @@ mod health;
 mod limits;
 mod login;
 mod register;
+mod responses;
 mod seed;
 mod support;
 mod tokens;

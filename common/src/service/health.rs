@@ -28,14 +28,23 @@ pub(crate) struct Readiness {
 }
 
 /// The body of both probes.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Health {
+    /// Always `up`.
     status: &'static str,
+    /// Each dependency (`database`, `broker`, ...) and whether it answers: `up` or `down`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     checks: BTreeMap<&'static str, &'static str>,
 }
 
 /// 200 while the process serves.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process serves.", body = Health))
+)]
 pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: "up",
@@ -44,6 +53,16 @@ pub(crate) async fn healthz() -> HttpResponse {
 }
 
 /// 200 when every dependency answers; 503 naming those that do not.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every dependency answers.", body = Health),
+        (status = 503, description = "A dependency does not answer; `checks` names each.",
+            content_type = "application/problem+json", body = Problem)
+    )
+)]
 pub(crate) async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
     let mut checks = BTreeMap::new();
     let mut down = Vec::new();

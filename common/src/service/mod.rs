@@ -29,6 +29,7 @@ use crate::{
     db,
     http::{self, Routes, Shared},
     metrics::{self, HttpMetrics, Registry},
+    openapi::{self, Document},
     shutdown, telemetry,
 };
 use health::{Check, Readiness};
@@ -51,6 +52,9 @@ pub trait Service: 'static {
     type Migrator: MigratorTrait;
     /// Its commands besides `serve` and `migrate` ([`NoCommand`] for none).
     type Command: Subcommand + Send;
+    /// The OpenAPI description of its own routes; `/openapi.json` serves it with the skeleton's
+    /// (see [`crate::openapi`]).
+    type Api: utoipa::OpenApi;
 
     /// Reads the settings from the environment.
     fn config_from_env() -> anyhow::Result<Self::Config>;
@@ -268,8 +272,15 @@ impl Application {
                     db: db.clone(),
                     checks: std::mem::take(&mut parts.checks),
                 },
+                document: document::<S>()?,
             };
-            let http = http::serve(listener, server.shutdown_timeout, shared, routes)?;
+            let http = http::serve(
+                listener,
+                server.shutdown_timeout,
+                server.timeouts,
+                shared,
+                routes,
+            )?;
             anyhow::Ok((http, port))
         }
         .await;
@@ -387,6 +398,13 @@ impl Application {
         // The first failure is the cause; any later one was logged where it happened.
         failures.into_iter().next().map_or(Ok(()), Err)
     }
+}
+
+/// The OpenAPI document of service `S`, serialized once for `/openapi.json`.
+fn document<S: Service>() -> anyhow::Result<Document> {
+    let doc = openapi::document(S::NAME, <S::Api as utoipa::OpenApi>::openapi());
+    let json = serde_json::to_vec(&doc).context("serializing the OpenAPI document")?;
+    Ok(Document(json.into()))
 }
 
 fn joined(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {

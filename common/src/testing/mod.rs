@@ -9,7 +9,7 @@ use std::{future::Future, time::Duration};
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use uuid::Uuid;
 
-use crate::config::{DatabaseConfig, ServerConfig, var_or};
+use crate::config::{DatabaseConfig, HttpTimeouts, ServerConfig, var_or};
 
 mod app;
 mod broker;
@@ -17,6 +17,7 @@ mod issuer;
 mod logs;
 mod loopback;
 pub mod metrics;
+pub mod openapi;
 mod relay;
 
 pub use app::{PATIENCE, TestApp, assert_graceful_shutdown};
@@ -99,6 +100,7 @@ impl TestDatabase {
             port: 0,
             database: self.config(),
             shutdown_timeout: TEST_SHUTDOWN_TIMEOUT,
+            timeouts: HttpTimeouts::default(),
         }
     }
 }

@@ -30,11 +30,13 @@ pub enum BuyBody {
 }
 
 /// One line of `{"items": [...]}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BuyItemBody {
     pub product_id: ProductId,
-    /// Wider than a quantity, so an out-of-range number is refused with the rule it breaks.
+    // Wider than a quantity, so an out-of-range number is refused with the rule it breaks.
+    /// 1 to 1000; lines naming the same product are added up.
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
 }
 
@@ -77,6 +79,37 @@ impl TryFrom<BuyBody> for BuyRequest {
 }
 
 /// `POST /products/buy`: prices the lines from the catalog and asks orders to store them.
+#[utoipa::path(
+    post,
+    path = "/products/buy",
+    tag = "products",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 200 visible ASCII characters; a retry with the same key and body \
+            answers the same order instead of buying again.",
+        min_length = 1, max_length = 200, pattern = "^[!-~]+$")),
+    request_body(content = BuyBody, description = "JSON, at most 256 KiB."),
+    responses(
+        (status = 201, description = "The order was stored.", body = common::messages::Order,
+            headers(
+                ("Location" = String, description = "`/orders/{id}`"),
+                ("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, response = common::openapi::BadRequest),
+        (status = 401, response = common::openapi::Unauthorized),
+        (status = 404, description = "A product named does not exist; nothing was ordered.",
+            content_type = "application/problem+json", body = common::problem::Problem),
+        (status = 408, response = common::openapi::RequestTimeout),
+        (status = 409, description = "A buy with this Idempotency-Key is still in flight.",
+            content_type = "application/problem+json", body = common::problem::Problem),
+        (status = 422, description = "This Idempotency-Key was used with other lines.",
+            content_type = "application/problem+json", body = common::problem::Problem),
+        (status = 500, response = common::openapi::Internal),
+        (status = 503, response = common::openapi::Unavailable),
+        (status = 504, description = "Orders did not answer in time: the outcome is unknown; \
+            retry with the same Idempotency-Key.",
+            content_type = "application/problem+json", body = common::problem::Problem),
+    )
+)]
 pub async fn buy(
     user: AuthUser,
     req: HttpRequest,

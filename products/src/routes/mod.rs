@@ -1,7 +1,7 @@
 //! HTTP routes of the products service.
 
-mod buy;
-mod products;
+pub(crate) mod buy;
+pub(crate) mod products;
 
 use actix_web::web;
 

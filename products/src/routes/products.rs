@@ -19,13 +19,21 @@ use crate::{
 };
 
 /// The body of `POST /products`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProductBody {
+    /// 1 to 200 characters once trimmed.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    /// At most 5000 characters.
+    #[schema(max_length = 5000)]
     pub description: String,
+    /// 0 to 1,000,000,000.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub price_cents: i64,
+    /// An http or https URL of at most 2000 characters.
     #[serde(default)]
+    #[schema(max_length = 2000, format = "uri")]
     pub image_url: Option<String>,
 }
 
@@ -43,7 +51,7 @@ impl TryFrom<CreateProductBody> for NewProduct {
 }
 
 /// A product as clients see it.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ProductBody {
     pub id: ProductId,
     pub name: String,
@@ -67,6 +75,18 @@ impl From<&product::Model> for ProductBody {
 }
 
 /// `GET /products`: one page of the catalog, oldest first.
+#[utoipa::path(
+    get,
+    path = "/products",
+    tag = "products",
+    params(common::paging::PagingQuery),
+    responses(
+        (status = 200, description = "One page of the catalog, oldest first.",
+            body = Vec<ProductBody>),
+        (status = 400, response = common::openapi::BadRequest),
+        (status = 500, response = common::openapi::Internal),
+    )
+)]
 pub async fn list(
     catalog: web::Data<Catalog>,
     query: web::Query<PagingQuery>,
@@ -79,6 +99,17 @@ pub async fn list(
 }
 
 /// `GET /products/{id}`.
+#[utoipa::path(
+    get,
+    path = "/products/{id}",
+    tag = "products",
+    params(("id" = ProductId, Path, description = "The product's id.")),
+    responses(
+        (status = 200, description = "The product.", body = ProductBody),
+        (status = 404, response = common::openapi::NotFound),
+        (status = 500, response = common::openapi::Internal),
+    )
+)]
 pub async fn get(
     catalog: web::Data<Catalog>,
     id: web::Path<ProductId>,
@@ -89,6 +120,23 @@ pub async fn get(
 }
 
 /// `POST /products`: admins add a product to the catalog.
+#[utoipa::path(
+    post,
+    path = "/products",
+    tag = "products",
+    security(("bearer" = [])),
+    request_body(content = CreateProductBody, description = "JSON, at most 256 KiB."),
+    responses(
+        (status = 201, description = "The product was added.", body = ProductBody,
+            headers(("Location" = String, description = "`/products/{id}`"))),
+        (status = 400, response = common::openapi::BadRequest),
+        (status = 401, response = common::openapi::Unauthorized),
+        (status = 403, response = common::openapi::Forbidden),
+        (status = 408, response = common::openapi::RequestTimeout),
+        (status = 500, response = common::openapi::Internal),
+        (status = 503, response = common::openapi::Unavailable),
+    )
+)]
 pub async fn create(
     user: AuthUser,
     catalog: web::Data<Catalog>,
