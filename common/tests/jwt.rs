@@ -9,7 +9,7 @@ use common::{
 #[tokio::test]
 async fn a_token_signed_with_the_published_key_verifies_and_carries_its_claims() {
     let issuer = TestIssuer::start().await;
-    let verifier = JwksVerifier::new(issuer.jwks_url());
+    let verifier = JwksVerifier::new(issuer.jwks_config());
     let user = UserId::new();
 
     let claims = verifier
@@ -24,7 +24,7 @@ async fn a_token_signed_with_the_published_key_verifies_and_carries_its_claims()
 #[tokio::test]
 async fn a_token_signed_with_an_unpublished_key_is_refused_even_under_a_known_key_id() {
     let issuer = TestIssuer::start().await;
-    let verifier = JwksVerifier::new(issuer.jwks_url());
+    let verifier = JwksVerifier::new(issuer.jwks_config());
     let claims = claims_for(UserId::new(), &[ROLE_ADMIN]);
     verifier
         .verify(&issuer.token(&claims))

@@ -78,8 +78,8 @@ async fn a_token_signed_by_another_key_under_the_same_kid_is_refused() {
 async fn two_instances_with_the_same_key_file_accept_each_others_tokens() {
     let db = common::testing::TestDatabase::create().await;
     let key = key_file(KEY_PEM);
-    let first = spawn_app_with(&db, |c| c.jwt_private_key_file = Some(key.0.clone())).await;
-    let second = spawn_app_with(&db, |c| c.jwt_private_key_file = Some(key.0.clone())).await;
+    let first = spawn_app_with(&db, |c| c.keys.private_key_file = Some(key.0.clone())).await;
+    let second = spawn_app_with(&db, |c| c.keys.private_key_file = Some(key.0.clone())).await;
     first
         .registered_user("ann@example.com", "correct horse")
         .await;

@@ -12,6 +12,7 @@ use std::{collections::BTreeMap, time::Duration};
 use common::{
     amqp::ReplyMode,
     config::{AmqpConfig, ServerConfig},
+    jwt::JwksConfig,
     testing::{self, TestApp, TestDatabase},
 };
 use futures::future::join_all;
@@ -244,7 +245,7 @@ impl System {
         );
         let auth = TestApp::spawn_ready::<auth::Auth>(auth::config::Config {
             server: server_for(&auth_db),
-            jwt_private_key_file: None,
+            keys: auth::config::KeyConfig::default(),
             token_ttl: Duration::from_secs(15 * 60),
             hash_concurrency: 2,
         })
@@ -335,7 +336,7 @@ impl System {
             amqp: self.amqp(),
             rpc_timeout: self.options.rpc_timeout,
             reply_mode: self.options.reply_mode,
-            jwks_url: self.jwks_url(),
+            jwks: JwksConfig::new(self.jwks_url()),
             catalog_cache_ttl: products::config::DEFAULT_CATALOG_CACHE_TTL,
         };
         self.products = Some(TestApp::spawn_ready::<products::Products>(config).await);
@@ -347,7 +348,7 @@ impl System {
         let config = orders::config::Config {
             server: server_for(&self.orders_db),
             amqp: self.amqp(),
-            jwks_url: self.jwks_url(),
+            jwks: JwksConfig::new(self.jwks_url()),
             prefetch: 32,
         };
         self.orders = Some(TestApp::spawn_ready::<orders::Orders>(config).await);
