@@ -234,6 +234,11 @@ impl System {
     /// Starts all three services and waits until each says it is ready. Panics, saying what to
     /// start, when PostgreSQL or RabbitMQ does not answer.
     pub async fn start(options: Options) -> System {
+        Self::start_with_keys(options, auth::config::KeyConfig::default()).await
+    }
+
+    /// As [`System::start`], with auth signing with the keys `keys` names.
+    pub async fn start_with_keys(options: Options, keys: auth::config::KeyConfig) -> System {
         // The services' logs, so a failing test shows why (nextest prints a test's output only
         // when it fails).
         common::telemetry::init("e2e");
@@ -245,7 +250,7 @@ impl System {
         );
         let auth = TestApp::spawn_ready::<auth::Auth>(auth::config::Config {
             server: server_for(&auth_db),
-            keys: auth::config::KeyConfig::default(),
+            keys,
             token_ttl: Duration::from_secs(15 * 60),
             hash_concurrency: 2,
         })
@@ -358,6 +363,12 @@ impl System {
     pub async fn stop_orders(&mut self) {
         let orders = self.orders.take().expect("orders is running");
         stop("orders", orders).await;
+    }
+
+    /// Stops auth the way SIGTERM would: its key set can no longer be fetched.
+    pub async fn stop_auth(&mut self) {
+        let auth = self.auth.take().expect("auth is running");
+        stop("auth", auth).await;
     }
 
     /// The running products service.
