@@ -1,7 +1,8 @@
 //! What auth adds to the service skeleton: its signing key, its password hasher and its
-//! routes, and the `admin grant` command.
+//! routes, and the `admin grant` and `keys` commands.
 
-use actix_web::web;
+use actix_web::{middleware::from_fn, web};
+use anyhow::Context;
 use clap::Subcommand;
 use common::{
     config::ServerConfig,
@@ -14,12 +15,12 @@ use tokio::time::MissedTickBehavior;
 use crate::{
     admin,
     client_ip::TrustedProxies,
-    config::Config,
+    config::{Config, KeyConfig},
     limits::{self, RateLimits},
     migration::{LOCK_KEY, Migrator},
     password::Hasher,
     routes::{self, Logins},
-    token::TokenIssuer,
+    token::{self, TokenIssuer},
 };
 
 /// The auth service: users, passwords and access tokens.
@@ -32,6 +33,11 @@ pub enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// The token signing keys in JWT_PRIVATE_KEY_FILE and JWT_PREVIOUS_KEY_FILE.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
 }
 
@@ -46,6 +52,17 @@ pub enum AdminCommand {
         #[arg(long)]
         user_id: UserId,
     },
+}
+
+/// `auth keys ...`. Auth reads the files at start, so restart it after a change.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new signing key to JWT_PRIVATE_KEY_FILE, unless the file exists.
+    Init,
+    /// Move the signing key's public half to JWT_PREVIOUS_KEY_FILE and write a new signing key.
+    Rotate,
+    /// Remove JWT_PREVIOUS_KEY_FILE, once the tokens it signed have expired.
+    DropPrevious,
 }
 
 impl Service for Auth {
@@ -66,19 +83,7 @@ impl Service for Auth {
     }
 
     async fn build(config: Config, parts: &mut Parts) -> anyhow::Result<Routes> {
-        let issuer = match &config.jwt_private_key_file {
-            Some(path) => TokenIssuer::from_pem_file(path, config.token_ttl)?,
-            None => {
-                let issuer = TokenIssuer::ephemeral(config.token_ttl)?;
-                tracing::warn!(
-                    kid = issuer.kid(),
-                    "JWT_PRIVATE_KEY_FILE is not set: signing with a key generated now; \
-                     tokens will not survive a restart and replicas will not accept each \
-                     other's tokens"
-                );
-                issuer
-            }
-        };
+        let issuer = TokenIssuer::from_config(&config.keys, config.token_ttl)?;
         tracing::info!(kid = issuer.kid(), "token signing key loaded");
         let hasher = Hasher::new(config.hash_concurrency, config.hash_queue).await?;
         let queued = hasher.clone();
@@ -117,7 +122,11 @@ impl Service for Auth {
                 .app_data(logins.clone())
                 .app_data(limits.clone())
                 .app_data(trusted.clone())
-                .configure(routes::configure);
+                .service(
+                    web::scope("")
+                        .wrap(from_fn(token::cache_jwks))
+                        .configure(routes::configure),
+                );
         }))
     }
 
@@ -126,6 +135,42 @@ impl Service for Auth {
             Command::Admin {
                 command: AdminCommand::Grant { user_id },
             } => admin::grant_with_config(&config.server.database, user_id).await,
+            Command::Keys { command } => keys(command, &config.keys),
         }
     }
+}
+
+fn keys(command: KeysCommand, keys: &KeyConfig) -> anyhow::Result<()> {
+    let current = keys
+        .private_key_file
+        .as_deref()
+        .context("JWT_PRIVATE_KEY_FILE must name the signing key file")?;
+    let previous = || {
+        keys.previous_key_file
+            .as_deref()
+            .context("JWT_PREVIOUS_KEY_FILE must name where the previous key goes")
+    };
+    match command {
+        KeysCommand::Init => {
+            let kid = token::init_key_file(current)?;
+            tracing::info!(%kid, path = %current.display(), "signing key in place");
+        }
+        KeysCommand::Rotate => {
+            let rotation = token::rotate_key_files(current, previous()?)?;
+            tracing::info!(
+                current = %rotation.current,
+                previous = %rotation.previous,
+                "signing key rotated; restart auth to sign with the new key"
+            );
+        }
+        KeysCommand::DropPrevious => {
+            let path = previous()?;
+            if token::drop_previous_key_file(path)? {
+                tracing::info!(path = %path.display(), "previous key removed; restart auth to stop publishing it");
+            } else {
+                tracing::info!(path = %path.display(), "there was no previous key");
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,21 +1,42 @@
-//! The Ed25519 key that signs access tokens, and the JWKS that publishes its public half.
+//! The Ed25519 keys that sign access tokens, the JWKS that publishes their public halves, and
+//! the files `auth keys` makes and rotates.
 
-use std::{path::Path, time::Duration};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
+use actix_web::{
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    http::header::{self, HeaderValue},
+    middleware::Next,
+};
 use anyhow::Context;
-use common::jwt::{AUDIENCE, Claims, ISSUER};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use common::jwt::{AUDIENCE, Claims, ISSUER, TOKEN_TYPE};
 use ed25519_dalek::{
-    SigningKey,
-    pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes},
+    SigningKey, VerifyingKey,
+    pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, KeypairBytes},
 };
 use jsonwebtoken::{
     Algorithm, EncodingKey, Header,
     jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash},
 };
 
-use crate::entity::user;
+use crate::{config::KeyConfig, entity::user};
 
-/// Signs access tokens with one Ed25519 key and publishes that key as a JWKS.
+/// Where the key set is served.
+pub const JWKS_PATH: &str = "/auth/.well-known/jwks.json";
+
+/// How long verifiers may keep the key set (`Cache-Control: max-age`): a key withdrawn from
+/// it stops being trusted within this time. A new key needs no wait: its unknown `kid` makes
+/// verifiers fetch again.
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// Signs access tokens with one Ed25519 key and publishes it, and the key it replaced if any,
+/// as a JWKS.
 pub struct TokenIssuer {
     key: EncodingKey,
     kid: String,
@@ -33,6 +54,41 @@ pub struct AccessToken {
 }
 
 impl TokenIssuer {
+    /// The issuer `keys` describe: the key file if there is one, an ephemeral key (with a
+    /// warning) if none is required, and the previous key published beside it if its file
+    /// exists.
+    pub fn from_config(keys: &KeyConfig, ttl: Duration) -> anyhow::Result<Self> {
+        let mut issuer = match &keys.private_key_file {
+            Some(path) => Self::from_pem_file(path, ttl)?,
+            None if keys.require => anyhow::bail!(
+                "REQUIRE_JWT_KEY is true but JWT_PRIVATE_KEY_FILE is not set: refusing to sign \
+                 with a key generated now, which no other replica would share"
+            ),
+            None => {
+                let issuer = Self::ephemeral(ttl)?;
+                tracing::warn!(
+                    kid = issuer.kid(),
+                    "JWT_PRIVATE_KEY_FILE is not set: signing with a key generated now; \
+                     tokens will not survive a restart and replicas will not accept each \
+                     other's tokens (REQUIRE_JWT_KEY=true refuses to start instead)"
+                );
+                issuer
+            }
+        };
+        if let Some(path) = &keys.previous_key_file {
+            match read_if_present(path)? {
+                Some(pem) => {
+                    let kid = issuer
+                        .publish_previous(&pem)
+                        .with_context(|| format!("loading the previous key {}", path.display()))?;
+                    tracing::info!(%kid, "previous signing key published for its tokens' remaining life");
+                }
+                None => tracing::info!(path = %path.display(), "no previous signing key"),
+            }
+        }
+        Ok(issuer)
+    }
+
     /// The issuer whose key is the PKCS#8 PEM in `path`, as `openssl genpkey -algorithm
     /// ed25519` writes it.
     pub fn from_pem_file(path: &Path, ttl: Duration) -> anyhow::Result<Self> {
@@ -44,16 +100,12 @@ impl TokenIssuer {
 
     /// The issuer whose key is the PKCS#8 PEM `pem`.
     pub fn from_pem(pem: &str, ttl: Duration) -> anyhow::Result<Self> {
-        let key = SigningKey::from_pkcs8_pem(pem)
-            .map_err(|e| anyhow::anyhow!("not a PKCS#8 Ed25519 private key: {e}"))?;
-        Self::from_signing_key(&key, ttl)
+        Self::from_signing_key(&signing_key_from_pem(pem)?, ttl)
     }
 
     /// An issuer with a key made up now. Its tokens stop verifying when the process ends.
     pub fn ephemeral(ttl: Duration) -> anyhow::Result<Self> {
-        let mut seed = [0u8; 32];
-        rand::fill(&mut seed);
-        Self::from_signing_key(&SigningKey::from_bytes(&seed), ttl)
+        Self::from_signing_key(&generate_key(), ttl)
     }
 
     fn from_signing_key(key: &SigningKey, ttl: Duration) -> anyhow::Result<Self> {
@@ -65,23 +117,31 @@ impl TokenIssuer {
         }
         .to_pkcs8_der()
         .map_err(|e| anyhow::anyhow!("encoding the Ed25519 key: {e}"))?;
-        let key = EncodingKey::from_ed_der(der.as_bytes());
-        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA)
-            .context("deriving the public JWK from the signing key")?;
-        // The RFC 7638 thumbprint names the key by its content: the same key file gives the
-        // same kid on every replica and after every restart.
-        let kid = jwk
-            .thumbprint(ThumbprintHash::SHA256)
-            .context("computing the key thumbprint")?;
-        jwk.common.key_id = Some(kid.clone());
-        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        jwk.common.key_algorithm = Some(KeyAlgorithm::EdDSA);
+        let jwk = public_jwk(&key.verifying_key())?;
         Ok(Self {
-            key,
-            kid,
+            key: EncodingKey::from_ed_der(der.as_bytes()),
+            kid: jwk.common.key_id.clone().expect("public_jwk names the key"),
             jwks: JwkSet { keys: vec![jwk] },
             ttl,
         })
+    }
+
+    /// Publishes the key in `pem` (a PKCS#8 private or SPKI public Ed25519 PEM) beside the
+    /// signing key, so the tokens it signed keep verifying; returns its `kid`. The same key as
+    /// the signing key is published once.
+    pub fn publish_previous(&mut self, pem: &str) -> anyhow::Result<String> {
+        let public = match signing_key_from_pem(pem) {
+            Ok(key) => key.verifying_key(),
+            Err(_) => VerifyingKey::from_public_key_pem(pem).map_err(|e| {
+                anyhow::anyhow!("neither a PKCS#8 Ed25519 private key nor a public key: {e}")
+            })?,
+        };
+        let jwk = public_jwk(&public)?;
+        let kid = jwk.common.key_id.clone().expect("public_jwk names the key");
+        if self.jwks.find(&kid).is_none() {
+            self.jwks.keys.push(jwk);
+        }
+        Ok(kid)
     }
 
     /// The id of the signing key, carried in every token header.
@@ -89,7 +149,7 @@ impl TokenIssuer {
         &self.kid
     }
 
-    /// The public keys verifiers need.
+    /// The public keys verifiers need: the signing key first, then the previous one if any.
     pub fn jwks(&self) -> &JwkSet {
         &self.jwks
     }
@@ -108,6 +168,7 @@ impl TokenIssuer {
             exp: iat.saturating_add_unsigned(ttl),
         };
         let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some(TOKEN_TYPE.to_owned());
         header.kid = Some(self.kid.clone());
         let token =
             jsonwebtoken::encode(&header, &claims, &self.key).context("signing an access token")?;
@@ -115,6 +176,150 @@ impl TokenIssuer {
             token,
             expires_in: ttl,
         })
+    }
+}
+
+/// Middleware that tells verifiers how long they may keep the key set.
+pub async fn cache_jwks(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let is_jwks = req.path() == JWKS_PATH;
+    let mut response = next.call(req).await?;
+    if is_jwks && response.status().is_success() {
+        let value = format!("public, max-age={}", JWKS_MAX_AGE.as_secs());
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_str(&value).expect("a valid header value"),
+        );
+    }
+    Ok(response)
+}
+
+/// The public JWK of `key`, named by its RFC 7638 thumbprint: the same key gives the same kid
+/// on every replica, after every restart, and when it is published as the previous key.
+fn public_jwk(key: &VerifyingKey) -> anyhow::Result<Jwk> {
+    let mut jwk: Jwk = serde_json::from_value(serde_json::json!({
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": URL_SAFE_NO_PAD.encode(key.as_bytes()),
+    }))
+    .context("building the public JWK")?;
+    let kid = jwk
+        .thumbprint(ThumbprintHash::SHA256)
+        .context("computing the key thumbprint")?;
+    jwk.common.key_id = Some(kid);
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    jwk.common.key_algorithm = Some(KeyAlgorithm::EdDSA);
+    Ok(jwk)
+}
+
+fn signing_key_from_pem(pem: &str) -> anyhow::Result<SigningKey> {
+    SigningKey::from_pkcs8_pem(pem)
+        .map_err(|e| anyhow::anyhow!("not a PKCS#8 Ed25519 private key: {e}"))
+}
+
+fn generate_key() -> SigningKey {
+    let mut seed = [0u8; 32];
+    rand::fill(&mut seed);
+    SigningKey::from_bytes(&seed)
+}
+
+fn kid_of(key: &VerifyingKey) -> anyhow::Result<String> {
+    Ok(public_jwk(key)?
+        .common
+        .key_id
+        .expect("public_jwk names the key"))
+}
+
+fn read_if_present(path: &Path) -> anyhow::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes `contents` to `path` readable by its owner only, through a file beside it renamed
+/// into place, so a reader never sees half a key.
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("moving {} into place", path.display()))
+}
+
+fn private_pem(key: &SigningKey) -> anyhow::Result<String> {
+    Ok(key
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|e| anyhow::anyhow!("encoding the new key: {e}"))?
+        .to_string())
+}
+
+/// `auth keys init`: writes a new signing key to `path` unless a file is there already; returns
+/// the kid of the key the file holds.
+pub fn init_key_file(path: &Path) -> anyhow::Result<String> {
+    if let Some(pem) = read_if_present(path)? {
+        let key = signing_key_from_pem(&pem)
+            .with_context(|| format!("{} exists but is not a usable key", path.display()))?;
+        return kid_of(&key.verifying_key());
+    }
+    let key = generate_key();
+    write_private(path, &private_pem(&key)?)?;
+    kid_of(&key.verifying_key())
+}
+
+/// The kids before and after `auth keys rotate`.
+#[derive(Debug)]
+pub struct Rotation {
+    /// The key that signed until now, published from now on as the previous key.
+    pub previous: String,
+    /// The new signing key.
+    pub current: String,
+}
+
+/// `auth keys rotate`: the public half of the key in `current` goes to `previous` (replacing
+/// any older previous key), and a new key to `current`. Auth loads both at its next start.
+pub fn rotate_key_files(current: &Path, previous: &Path) -> anyhow::Result<Rotation> {
+    let pem = std::fs::read_to_string(current)
+        .with_context(|| format!("reading the current key {}", current.display()))?;
+    let old = signing_key_from_pem(&pem)
+        .with_context(|| format!("loading the current key {}", current.display()))?;
+    let public = old
+        .verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|e| anyhow::anyhow!("encoding the previous public key: {e}"))?;
+    // The previous key first: stopped between the two writes, auth still signs with the old
+    // key and publishes it once.
+    write_private(previous, &public)?;
+    let new = generate_key();
+    write_private(current, &private_pem(&new)?)?;
+    Ok(Rotation {
+        previous: kid_of(&old.verifying_key())?,
+        current: kid_of(&new.verifying_key())?,
+    })
+}
+
+/// `auth keys drop-previous`: stops publishing the previous key at auth's next start. Run it
+/// once every token the previous key signed has expired (`TOKEN_TTL_SECS` after the rotation),
+/// or at once to withdraw a key that leaked.
+pub fn drop_previous_key_file(previous: &Path) -> anyhow::Result<bool> {
+    match std::fs::remove_file(previous) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("removing {}", previous.display())),
     }
 }
 

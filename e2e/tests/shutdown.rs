@@ -30,7 +30,7 @@ async fn every_service_answers_what_is_in_flight_then_closes_its_connections_and
 
     let auth = TestApp::spawn_ready::<auth::Auth>(auth::config::Config {
         server: auth_db.server_config(),
-        jwt_private_key_file: None,
+        keys: auth::config::KeyConfig::default(),
         token_ttl: Duration::from_secs(900),
         hash_concurrency: 1,
         hash_queue: auth::password::HashQueueConfig::for_concurrency(1),
@@ -44,7 +44,7 @@ async fn every_service_answers_what_is_in_flight_then_closes_its_connections_and
         amqp: amqp.clone(),
         rpc_timeout: Duration::from_secs(5),
         reply_mode: ReplyMode::Direct,
-        jwks_url: issuer.jwks_url().to_owned(),
+        jwks: issuer.jwks_config(),
         catalog_cache_ttl: products::config::DEFAULT_CATALOG_CACHE_TTL,
     })
     .await;
@@ -53,7 +53,7 @@ async fn every_service_answers_what_is_in_flight_then_closes_its_connections_and
     let orders = TestApp::spawn_ready::<orders::Orders>(orders::config::Config {
         server: orders_db.server_config(),
         amqp,
-        jwks_url: issuer.jwks_url().to_owned(),
+        jwks: issuer.jwks_config(),
         prefetch: 8,
     })
     .await;

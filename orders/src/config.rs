@@ -1,6 +1,9 @@
 //! The orders service's settings, read from the environment.
 
-use common::config::{AmqpConfig, ServerConfig, jwks_url, parse_or};
+use common::{
+    config::{AmqpConfig, ServerConfig, parse_or},
+    jwt::JwksConfig,
+};
 
 /// Everything the orders service needs to start.
 #[derive(Debug, Clone)]
@@ -9,8 +12,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// RabbitMQ and the order queue.
     pub amqp: AmqpConfig,
-    /// `AUTH_JWKS_URL`: where bearer tokens' public keys come from.
-    pub jwks_url: String,
+    /// `AUTH_JWKS_URL`, `TOKEN_MAX_TTL_SECS`, `JWKS_CACHE_TTL_SECS`: where bearer tokens'
+    /// public keys come from, and how long they are trusted.
+    pub jwks: JwksConfig,
     /// `ORDER_PREFETCH`, default 32: unacknowledged deliveries the consumer holds at once.
     pub prefetch: u16,
 }
@@ -24,7 +28,7 @@ impl Config {
         Ok(Self {
             server: ServerConfig::from_env("orders", 3003)?,
             amqp: AmqpConfig::from_env(),
-            jwks_url: jwks_url(),
+            jwks: JwksConfig::from_env()?,
             prefetch,
         })
     }

@@ -55,7 +55,7 @@ impl Service for Orders {
             ),
         );
         let db = web::Data::new(parts.db().clone());
-        let verifier = web::Data::new(JwksVerifier::new(config.jwks_url.clone()));
+        let verifier = web::Data::new(JwksVerifier::new(config.jwks.clone()));
         Ok(Routes::new(move |cfg| {
             cfg.app_data(db.clone())
                 .app_data(verifier.clone())

@@ -5,6 +5,7 @@ use std::time::Duration;
 use common::{
     amqp::ReplyMode,
     config::{AmqpConfig, ServerConfig, parse_or},
+    jwt::JwksConfig,
 };
 
 /// Everything the products service needs to start.
@@ -18,8 +19,9 @@ pub struct Config {
     pub rpc_timeout: Duration,
     /// `RPC_REPLY_MODE`: `per-request` (default) or `direct`.
     pub reply_mode: ReplyMode,
-    /// `AUTH_JWKS_URL`: where auth publishes the keys tokens are verified with.
-    pub jwks_url: String,
+    /// `AUTH_JWKS_URL`, `TOKEN_MAX_TTL_SECS`, `JWKS_CACHE_TTL_SECS`: where auth publishes the
+    /// keys tokens are verified with, and how long they are trusted.
+    pub jwks: JwksConfig,
     /// `CATALOG_CACHE_TTL_MS`, default 1000: how long products and listing pages are served
     /// from memory before being read again; 0 reads the database every time.
     pub catalog_cache_ttl: Duration,
@@ -39,7 +41,7 @@ impl Config {
             amqp: AmqpConfig::from_env(),
             rpc_timeout: Duration::from_millis(rpc_timeout_ms),
             reply_mode: parse_or("RPC_REPLY_MODE", ReplyMode::PerRequest)?,
-            jwks_url: common::config::jwks_url(),
+            jwks: JwksConfig::from_env()?,
             catalog_cache_ttl: Duration::from_millis(parse_or(
                 "CATALOG_CACHE_TTL_MS",
                 DEFAULT_CATALOG_CACHE_TTL.as_millis() as u64,

@@ -68,7 +68,7 @@ impl Service for Products {
         catalog.register_metrics(parts.metrics())?;
         let catalog = web::Data::new(catalog);
         let orders = web::Data::new(orders);
-        let verifier = web::Data::new(JwksVerifier::new(config.jwks_url.clone()));
+        let verifier = web::Data::new(JwksVerifier::new(config.jwks.clone()));
         let in_flight = web::Data::new(InFlight::default());
         Ok(Routes::new(move |cfg| {
             cfg.app_data(catalog.clone())

@@ -25,7 +25,9 @@ pub use broker::{
     broker_connection, consume_without_acks, delete_queue, delete_queue_on_drop, next_reply,
     next_reply_with_headers, publish, queue_counts, request_properties,
 };
-pub use issuer::{TestIssuer, claims_for};
+pub use issuer::{
+    Forgery, KEY_ID, NEXT_KEY_ID, SIGNING_KEY_PEM, TestIssuer, TokenForge, claims_for,
+};
 pub use logs::CapturedLogs;
 pub use loopback::require_loopback;
 pub use relay::{FaultRelay, RelayMode};

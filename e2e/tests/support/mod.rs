@@ -12,6 +12,7 @@ use std::{collections::BTreeMap, time::Duration};
 use common::{
     amqp::ReplyMode,
     config::{AmqpConfig, ServerConfig},
+    jwt::JwksConfig,
     testing::{self, TestApp, TestDatabase},
 };
 use futures::future::join_all;
@@ -233,6 +234,11 @@ impl System {
     /// Starts all three services and waits until each says it is ready. Panics, saying what to
     /// start, when PostgreSQL or RabbitMQ does not answer.
     pub async fn start(options: Options) -> System {
+        Self::start_with_keys(options, auth::config::KeyConfig::default()).await
+    }
+
+    /// As [`System::start`], with auth signing with the keys `keys` names.
+    pub async fn start_with_keys(options: Options, keys: auth::config::KeyConfig) -> System {
         // The services' logs, so a failing test shows why (nextest prints a test's output only
         // when it fails).
         common::telemetry::init("e2e");
@@ -244,7 +250,7 @@ impl System {
         );
         let auth = TestApp::spawn_ready::<auth::Auth>(auth::config::Config {
             server: server_for(&auth_db),
-            jwt_private_key_file: None,
+            keys,
             token_ttl: Duration::from_secs(15 * 60),
             hash_concurrency: 2,
             hash_queue: auth::password::HashQueueConfig::for_concurrency(2),
@@ -342,7 +348,7 @@ impl System {
             amqp: self.amqp(),
             rpc_timeout: self.options.rpc_timeout,
             reply_mode: self.options.reply_mode,
-            jwks_url: self.jwks_url(),
+            jwks: JwksConfig::new(self.jwks_url()),
             catalog_cache_ttl: products::config::DEFAULT_CATALOG_CACHE_TTL,
         };
         self.products = Some(TestApp::spawn_ready::<products::Products>(config).await);
@@ -354,7 +360,7 @@ impl System {
         let config = orders::config::Config {
             server: server_for(&self.orders_db),
             amqp: self.amqp(),
-            jwks_url: self.jwks_url(),
+            jwks: JwksConfig::new(self.jwks_url()),
             prefetch: 32,
         };
         self.orders = Some(TestApp::spawn_ready::<orders::Orders>(config).await);
@@ -364,6 +370,12 @@ impl System {
     pub async fn stop_orders(&mut self) {
         let orders = self.orders.take().expect("orders is running");
         stop("orders", orders).await;
+    }
+
+    /// Stops auth the way SIGTERM would: its key set can no longer be fetched.
+    pub async fn stop_auth(&mut self) {
+        let auth = self.auth.take().expect("auth is running");
+        stop("auth", auth).await;
     }
 
     /// The running products service.

@@ -79,7 +79,7 @@ impl TestApp {
                 url: amqp_url(),
                 order_queue: queue.clone(),
             },
-            jwks_url: issuer.jwks_url().to_owned(),
+            jwks: issuer.jwks_config(),
             prefetch,
         };
         Self {

@@ -84,7 +84,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         },
         rpc_timeout: options.rpc_timeout,
         reply_mode: options.reply_mode,
-        jwks_url: issuer.jwks_url().to_owned(),
+        jwks: issuer.jwks_config(),
         catalog_cache_ttl: products::config::DEFAULT_CATALOG_CACHE_TTL,
     };
     let app = testing::TestApp::spawn::<Products>(config).await;

@@ -2,10 +2,15 @@
 
 use std::{ops::Deref, path::PathBuf, time::Duration};
 
-use auth::{Auth, config::Config, limits::RateLimitConfig, password::HashQueueConfig};
+use auth::{
+    Auth,
+    config::{Config, KeyConfig},
+    limits::RateLimitConfig,
+    password::HashQueueConfig,
+};
 use common::{
     config::DatabaseConfig,
-    jwt::{Claims, JwksVerifier},
+    jwt::{Claims, JwksConfig, JwksVerifier},
     testing::{self, TestDatabase},
 };
 use reqwest::{Response, StatusCode};
@@ -45,7 +50,7 @@ impl Deref for TestApp {
 pub fn test_config(db: &TestDatabase) -> Config {
     Config {
         server: db.server_config(),
-        jwt_private_key_file: None,
+        keys: KeyConfig::default(),
         token_ttl: TOKEN_TTL,
         hash_concurrency: 2,
         hash_queue: HashQueueConfig::for_concurrency(2),
@@ -94,7 +99,7 @@ impl TestApp {
 
     /// A verifier such as products and orders use, pointed at this app's JWKS.
     pub fn verifier(&self) -> JwksVerifier {
-        JwksVerifier::new(self.jwks_url())
+        JwksVerifier::new(JwksConfig::new(self.jwks_url()))
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
