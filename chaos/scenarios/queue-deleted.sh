@@ -5,7 +5,7 @@
 #     503 at once; nothing is restarted.
 #  2. While orders is stopped, so nothing declares it again: the queue stays gone for a while.
 #     No buy may answer 2xx then, and each must answer 503 within the RPC timeout plus a
-#     second. Starting orders declares it again (products declares only when it reconnects).
+#     second. Starting orders declares it again (products never declares it: it only looks it up).
 # Then every undecided buy is retried and the history checked.
 #
 # Usage: chaos/scenarios/queue-deleted.sh [--short]

@@ -7,6 +7,18 @@
 
 use crate::problem::Problem;
 
+/// Most lines one buy, and so one order request, may carry: products merges a buy's lines by
+/// product and refuses more distinct products than this; orders refuses a request with more.
+pub const MAX_ORDER_LINES: usize = 100;
+
+/// Longest product name, in characters, in the catalog and on an order line.
+pub const MAX_PRODUCT_NAME_CHARS: usize = 200;
+
+/// Largest price of one product, in cents (ten million in whole units), in the catalog and on
+/// an order line. With [`MAX_ORDER_LINES`] and [`Quantity::MAX`], no order total comes near
+/// what an `i64` holds.
+pub const MAX_PRICE_CENTS: i64 = 1_000_000_000;
+
 /// Why a value was refused; the message is written for the client. Becomes a 400 problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -181,6 +193,16 @@ mod tests {
             );
         }
         assert!(Quantity::try_from(i32::MAX).is_err());
+    }
+
+    #[test]
+    fn the_largest_order_totals_far_less_than_an_i64_holds() {
+        let line = Cents::try_from(MAX_PRICE_CENTS)
+            .unwrap()
+            .times(Quantity::try_from(Quantity::MAX).unwrap())
+            .unwrap();
+        let total = (0..MAX_ORDER_LINES).try_fold(Cents::ZERO, |sum, _| sum.plus(line));
+        assert_eq!(total.map(Cents::get), Some(100_000_000_000_000));
     }
 
     #[test]

@@ -109,6 +109,39 @@ mod tests {
         assert!(serde_json::from_value::<CreateOrderV1>(body).is_err());
     }
 
+    /// The largest request products can send: every line at its longest, with names that
+    /// JSON must escape character by character.
+    fn largest_valid_request() -> CreateOrderV1 {
+        use crate::domain::{MAX_ORDER_LINES, MAX_PRICE_CENTS, MAX_PRODUCT_NAME_CHARS};
+        CreateOrderV1 {
+            user_id: UserId::new(),
+            email: format!("{}@{}.com", "\"".repeat(64), "d".repeat(185)),
+            lines: (0..MAX_ORDER_LINES)
+                .map(|_| OrderLineV1 {
+                    product_id: ProductId::new(),
+                    name: "\u{1}".repeat(MAX_PRODUCT_NAME_CHARS),
+                    unit_price_cents: MAX_PRICE_CENTS,
+                    quantity: i32::MAX,
+                })
+                .collect(),
+            idempotency_key: Some("k".repeat(crate::domain::IdempotencyKey::MAX_LEN)),
+        }
+    }
+
+    #[test]
+    fn the_largest_valid_request_fits_the_brokers_message_size_limit() {
+        let conf = include_str!("../../kube/base/rabbitmq/10-shop.conf");
+        let limit: usize = conf
+            .lines()
+            .find_map(|line| line.strip_prefix("max_message_size = "))
+            .expect("10-shop.conf sets max_message_size")
+            .trim()
+            .parse()
+            .expect("max_message_size is a number of bytes");
+        let size = serde_json::to_vec(&largest_valid_request()).unwrap().len();
+        assert!(size < limit, "{size} bytes against a limit of {limit}");
+    }
+
     #[test]
     fn a_reply_names_its_outcome() {
         let reply = CreateOrderReplyV1::Problem(Problem::bad_request("no"));

@@ -8,6 +8,10 @@ use crate::problem::Problem;
 pub const DEFAULT_LIMIT: u64 = 50;
 /// Largest page a client may ask for.
 pub const MAX_LIMIT: u64 = 200;
+/// Most rows a client may skip. The database reads and discards every skipped row, so an
+/// unbounded offset is work any client can ask for; a client that needs to go deeper filters
+/// instead.
+pub const MAX_OFFSET: u64 = 10_000;
 
 /// The query string as sent; converted into [`Paging`] before use.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -22,7 +26,7 @@ pub struct PagingQuery {
     pub offset: Option<i64>,
 }
 
-/// A valid page: `1 <= limit <= 200`, `offset >= 0`.
+/// A valid page: `1 <= limit <= 200`, `0 <= offset <= 10000`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Paging {
     limit: u64,
@@ -65,10 +69,10 @@ impl TryFrom<PagingQuery> for Paging {
         };
         let offset = match q.offset {
             None => 0,
-            Some(o) if o >= 0 => o as u64,
+            Some(o) if (0..=MAX_OFFSET as i64).contains(&o) => o as u64,
             Some(o) => {
                 return Err(Problem::bad_request(format!(
-                    "offset must not be negative, not {o}"
+                    "offset must be between 0 and {MAX_OFFSET}, not {o}"
                 )));
             }
         };
@@ -103,5 +107,12 @@ mod tests {
     fn a_negative_offset_is_refused() {
         assert_eq!(page(None, Some(-5)).unwrap_err().status, 400);
         assert_eq!(page(None, Some(7)).unwrap().offset(), 7);
+    }
+
+    #[test]
+    fn an_offset_past_ten_thousand_is_refused() {
+        assert_eq!(page(None, Some(10_000)).unwrap().offset(), 10_000);
+        assert_eq!(page(None, Some(10_001)).unwrap_err().status, 400);
+        assert_eq!(page(Some(200), Some(i64::MAX)).unwrap_err().status, 400);
     }
 }

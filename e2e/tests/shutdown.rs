@@ -45,7 +45,7 @@ async fn every_service_answers_what_is_in_flight_then_closes_its_connections_and
         rpc_timeout: Duration::from_secs(5),
         reply_mode: ReplyMode::Direct,
         jwks: issuer.jwks_config(),
-        catalog_cache_ttl: products::config::DEFAULT_CATALOG_CACHE_TTL,
+        catalog_cache: products::config::DEFAULT_CATALOG_CACHE,
     })
     .await;
     assert_graceful_shutdown(products, TEST_SHUTDOWN_TIMEOUT, None).await;

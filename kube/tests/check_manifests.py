@@ -13,7 +13,8 @@ pod template (Deployments, StatefulSets, Jobs, ...):
 and on the whole output: no credential as a literal in a ConfigMap or an env value, no Secret
 committed, the JWT signing key reaching auth only (each other Secret only its own workload), the
 restricted Pod Security Standard on the namespace, a default-deny NetworkPolicy, RabbitMQ
-definitions that match common/src/amqp/topology.rs argument for argument, and an Ingress that
+definitions that match common/src/amqp/topology.rs argument for argument (with products unable
+to configure the order queue) and a max_message_size, and an Ingress that
 does not route GET /metrics. Where the monitoring component (kube/components/monitoring) is
 included (prod must, dev must not: kind has no Prometheus Operator): a ServiceMonitor scraping
 /metrics of exactly the three services, a PrometheusRule whose spec is
@@ -502,8 +503,11 @@ def check_rabbitmq_definitions(r: Report, objs: list[dict], overlay: str, repo_r
     permissions = {p["user"]: p for p in json.loads(data["30-permissions.json"])["permissions"]}
     allowed = {
         # (user, permission, resource, expected)
-        ("products", "configure", queue, True),
-        ("products", "configure", f"{queue}.dlq", True),
+        # Products only looks the queue up (a passive declare, which needs no right) and
+        # publishes through the default exchange: it may not configure, so not delete, it.
+        ("products", "configure", queue, False),
+        ("products", "configure", f"{queue}.dlq", False),
+        ("products", "read", f"{queue}.dlq", False),
         ("products", "configure", "amq.gen-Xy12", True),
         ("products", "read", "amq.gen-Xy12", True),
         ("products", "read", queue, False),
@@ -521,6 +525,21 @@ def check_rabbitmq_definitions(r: Report, objs: list[dict], overlay: str, repo_r
         granted = pattern is not None and re.search(pattern, resource) is not None
         verb = "may" if expect else "may not"
         r.check(f"{overlay}: RabbitMQ user {user} {verb} {permission} {resource}", granted == expect, f"pattern {pattern!r}")
+
+
+# The broker's max_message_size: above the largest request products sends (common/src/messages.rs
+# tests that against the same line), far below RabbitMQ's default of 128 MiB.
+MAX_MESSAGE_SIZE = 262144
+
+
+def check_rabbitmq_config(r: Report, objs: list[dict], overlay: str) -> None:
+    maps = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("rabbitmq-config")]
+    if not r.check(f"{overlay}: rabbitmq-config ConfigMap exists", len(maps) == 1):
+        return
+    conf = "\n".join((maps[0].get("data") or {}).values())
+    sizes = re.findall(r"^max_message_size\s*=\s*(\d+)\s*$", conf, re.M)
+    r.check(f"{overlay}: RabbitMQ refuses messages over {MAX_MESSAGE_SIZE} bytes",
+            sizes == [str(MAX_MESSAGE_SIZE)], f"max_message_size {sizes}")
 
 
 def check_postgres_init(r: Report, objs: list[dict], overlay: str) -> None:
@@ -557,6 +576,7 @@ def check_overlay(r: Report, kube_dir: Path, repo_root: Path, overlay: str) -> N
     check_network_policies(r, objs, overlay)
     check_ingress(r, objs, overlay)
     check_rabbitmq_definitions(r, objs, overlay, repo_root)
+    check_rabbitmq_config(r, objs, overlay)
     check_postgres_init(r, objs, overlay)
     check_monitoring(r, objs, overlay, repo_root)
 

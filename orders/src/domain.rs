@@ -1,14 +1,23 @@
 //! An order request as orders accepts it: every rule checked once, at the edge, so the store
 //! and the consumer only ever see valid values.
+//!
+//! A request arrives from the broker, not from a client, but it is checked as strictly as HTTP
+//! input: whoever can publish to the order queue (a compromised or buggy products, or anyone
+//! holding its broker credentials) must not be able to store an order products would never
+//! have sent. The bounds are those products applies to a buy ([`common::domain`]).
+
+use std::collections::HashSet;
 
 pub use common::domain::{Cents, IdempotencyKey, Invalid, Quantity};
 use common::{
+    domain::{MAX_ORDER_LINES, MAX_PRICE_CENTS, MAX_PRODUCT_NAME_CHARS},
     ids::{ProductId, UserId},
     messages::{CreateOrderV1, OrderLineV1},
 };
 use sha2::{Digest, Sha256};
 
-/// A product's name as it was at the time of the buy: not blank.
+/// A product's name as it was at the time of the buy: not blank, at most
+/// [`MAX_PRODUCT_NAME_CHARS`] characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProductName(String);
 
@@ -25,13 +34,30 @@ impl TryFrom<String> for ProductName {
     fn try_from(s: String) -> Result<Self, Invalid> {
         if s.trim().is_empty() {
             Err(Invalid::new("a product name cannot be blank"))
+        } else if s.chars().count() > MAX_PRODUCT_NAME_CHARS {
+            Err(Invalid::new(format!(
+                "a product name must be at most {MAX_PRODUCT_NAME_CHARS} characters"
+            )))
         } else {
             Ok(Self(s))
         }
     }
 }
 
-/// The buyer's email, as their token carried it: not blank, with an `@`.
+/// A unit price on an order line: 0 (the catalog may give a product away) to
+/// [`MAX_PRICE_CENTS`].
+fn unit_price(cents: i64) -> Result<Cents, Invalid> {
+    match Cents::try_from(cents) {
+        Ok(price) if cents <= MAX_PRICE_CENTS => Ok(price),
+        _ => Err(Invalid::new(format!(
+            "a unit price must be between 0 and {MAX_PRICE_CENTS} cents, not {cents}"
+        ))),
+    }
+}
+
+/// The buyer's email, as their token carried it: shaped as auth accepts it at registration (at
+/// most 254 characters, no spaces or control characters, one `@` between a local part of 1 to
+/// 64 characters and a dotted domain). Not normalised: auth did that before signing the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
@@ -47,11 +73,29 @@ impl TryFrom<String> for Email {
 
     fn try_from(s: String) -> Result<Self, Invalid> {
         let s = s.trim();
-        if s.len() > 254 || !s.contains('@') {
-            Err(Invalid::new("the buyer's email is not an email address"))
-        } else {
+        let shaped = s.chars().count() <= 254
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+            && s.split_once('@').is_some_and(|(local, domain)| {
+                (1..=64).contains(&local.chars().count())
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.split('.').any(str::is_empty)
+            });
+        if shaped {
             Ok(Self(s.to_owned()))
+        } else {
+            Err(Invalid::new("the buyer's email is not an email address"))
         }
+    }
+}
+
+/// The buyer: any id but the nil UUID, which no account has and which a default or a forgotten
+/// field would produce.
+fn buyer(user_id: UserId) -> Result<UserId, Invalid> {
+    if user_id.into_uuid().is_nil() {
+        Err(Invalid::new("the buyer's id is missing"))
+    } else {
+        Ok(user_id)
     }
 }
 
@@ -147,7 +191,7 @@ impl TryFrom<OrderLineV1> for OrderLine {
     type Error = Invalid;
 
     fn try_from(line: OrderLineV1) -> Result<Self, Invalid> {
-        let unit_price = Cents::try_from(line.unit_price_cents)?;
+        let unit_price = unit_price(line.unit_price_cents)?;
         let quantity = Quantity::try_from(line.quantity)?;
         let line_total = unit_price
             .times(quantity)
@@ -176,11 +220,30 @@ pub struct NewOrder {
 }
 
 impl NewOrder {
-    /// Checks `request`, delivered with `message_id`: at least one line, each valid, a total
-    /// that fits, and something to deduplicate it by.
+    /// Checks `request`, delivered with `message_id`: a buyer, 1 to [`MAX_ORDER_LINES`] lines,
+    /// each valid and each naming a different product (products merges a buy's lines by
+    /// product), a total that fits, and something to deduplicate it by.
     pub fn parse(request: CreateOrderV1, message_id: Option<String>) -> Result<Self, Invalid> {
+        let user_id = buyer(request.user_id)?;
         if request.lines.is_empty() {
             return Err(Invalid::new("an order needs at least one line"));
+        }
+        if request.lines.len() > MAX_ORDER_LINES {
+            return Err(Invalid::new(format!(
+                "an order may have at most {MAX_ORDER_LINES} lines, not {}",
+                request.lines.len()
+            )));
+        }
+        let mut products = HashSet::with_capacity(request.lines.len());
+        if let Some(line) = request
+            .lines
+            .iter()
+            .find(|l| !products.insert(l.product_id))
+        {
+            return Err(Invalid::new(format!(
+                "product {} is on more than one line",
+                line.product_id
+            )));
         }
         let lines = request
             .lines
@@ -206,7 +269,7 @@ impl NewOrder {
         };
         let fingerprint = Fingerprint::of(&lines);
         Ok(Self {
-            user_id: request.user_id,
+            user_id,
             email: Email::try_from(request.email)?,
             lines,
             total,
@@ -296,6 +359,48 @@ mod tests {
             Email::try_from(" a@b.c ".to_owned()).unwrap().as_str(),
             "a@b.c"
         );
+    }
+
+    #[test]
+    fn an_order_may_have_a_hundred_lines_each_naming_another_product_but_not_more() {
+        let lines = |n: usize| (0..n).map(|_| line(ProductId::new(), 1, 1)).collect();
+        assert_eq!(parse(lines(100)).unwrap().lines().len(), 100);
+        assert!(parse(lines(101)).is_err());
+        let twice = ProductId::new();
+        assert!(parse(vec![line(twice, 1, 1), line(twice, 1, 2)]).is_err());
+    }
+
+    #[test]
+    fn names_and_prices_beyond_what_the_catalog_allows_are_refused() {
+        assert!(ProductName::try_from("é".repeat(200)).is_ok());
+        assert!(ProductName::try_from("é".repeat(201)).is_err());
+        assert!(parse(vec![line(ProductId::new(), 0, 1)]).is_ok());
+        assert!(parse(vec![line(ProductId::new(), 1_000_000_000, 1000)]).is_ok());
+        assert!(parse(vec![line(ProductId::new(), 1_000_000_001, 1)]).is_err());
+    }
+
+    #[test]
+    fn the_nil_buyer_and_emails_auth_would_not_have_accepted_are_refused() {
+        let mut nil = request(vec![line(ProductId::new(), 1, 1)], None);
+        nil.user_id = UserId::from(uuid::Uuid::nil());
+        assert!(NewOrder::parse(nil, Some("m-1".to_owned())).is_err());
+        for bad in [
+            "",
+            "@example.com",
+            "buyer@",
+            "buyer@localhost",
+            "buyer@example..com",
+            "a@b@example.com",
+            "a buyer@example.com",
+            "buyer@exam\u{7}ple.com",
+        ] {
+            assert!(Email::try_from(bad.to_owned()).is_err(), "{bad:?}");
+        }
+        let long_local = format!("{}@example.com", "a".repeat(65));
+        assert!(Email::try_from(long_local).is_err());
+        let too_long = format!("a@{}.com", "b".repeat(250));
+        assert!(Email::try_from(too_long).is_err());
+        assert!(Email::try_from("ünïcode.buyer+tag@example.co.uk".to_owned()).is_ok());
     }
 
     #[test]

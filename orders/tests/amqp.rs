@@ -12,6 +12,16 @@ use orders::entity::order;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use support::{PATIENCE, Requester, TestApp, request};
 
+/// `request` with one change made by `spoil`.
+fn spoiled(
+    user: UserId,
+    spoil: impl FnOnce(&mut common::messages::CreateOrderV1),
+) -> common::messages::CreateOrderV1 {
+    let mut buy = request(user, &[(ProductId::new(), 100, 1)], None);
+    spoil(&mut buy);
+    buy
+}
+
 fn order_of(reply: CreateOrderReplyV1) -> Order {
     match reply {
         CreateOrderReplyV1::Order(order) => order,
@@ -318,5 +328,77 @@ async fn a_request_without_trace_headers_is_served_in_a_trace_of_its_own() {
     order_of(reply);
     let (trace, _) = trace_of(&headers);
     assert_ne!(trace, "0".repeat(32), "a new, valid trace");
+    finish(app, requester).await;
+}
+
+#[tokio::test]
+async fn requests_products_would_never_send_are_answered_with_400_problems_and_store_nothing() {
+    let app = TestApp::spawn().await;
+    let mut requester = Requester::connect(&app.queue).await;
+    let user = UserId::new();
+    let many: Vec<_> = (0..101).map(|_| (ProductId::new(), 1, 1)).collect();
+    let twice = ProductId::new();
+    let untrusted = [
+        ("101 lines", request(user, &many, None)),
+        (
+            "the same product on two lines",
+            request(user, &[(twice, 1, 1), (twice, 1, 2)], None),
+        ),
+        (
+            "a 201-character name",
+            spoiled(user, |b| b.lines[0].name = "n".repeat(201)),
+        ),
+        (
+            "a price over ten million",
+            spoiled(user, |b| b.lines[0].unit_price_cents = 1_000_000_001),
+        ),
+        (
+            "a negative price",
+            spoiled(user, |b| b.lines[0].unit_price_cents = -1),
+        ),
+        (
+            "a quantity over 1000",
+            spoiled(user, |b| b.lines[0].quantity = 1001),
+        ),
+        (
+            "a total that overflows",
+            spoiled(user, |b| b.lines[0].unit_price_cents = i64::MAX),
+        ),
+        (
+            "the nil user",
+            spoiled(UserId::from(uuid::Uuid::nil()), |_| {}),
+        ),
+        (
+            "an email without a domain",
+            spoiled(user, |b| b.email = "buyer@".to_owned()),
+        ),
+        (
+            "an email with a space",
+            spoiled(user, |b| b.email = "a buyer@example.com".to_owned()),
+        ),
+    ];
+
+    for (i, (what, buy)) in untrusted.iter().enumerate() {
+        requester
+            .publish(buy, &format!("m-{i}"), &format!("c-{i}"))
+            .await;
+        let (correlation_id, reply) = requester.next_reply().await;
+        assert_eq!(correlation_id, format!("c-{i}"));
+        match reply {
+            CreateOrderReplyV1::Problem(p) => assert_eq!(p.status, 400, "{what}: {p}"),
+            CreateOrderReplyV1::Order(o) => panic!("{what}: order {} was stored", o.id),
+        }
+    }
+
+    assert_eq!(orders_of(&app, user).await, 0);
+    assert_eq!(orders_of(&app, UserId::from(uuid::Uuid::nil())).await, 0);
+    let most: Vec<_> = (0..100)
+        .map(|_| (ProductId::new(), 1_000_000_000, 1000))
+        .collect();
+    requester
+        .publish(&request(user, &most, None), "largest", "c-largest")
+        .await;
+    let order = order_of(requester.next_reply().await.1);
+    assert_eq!(order.total_cents, 100_000_000_000_000);
     finish(app, requester).await;
 }

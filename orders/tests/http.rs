@@ -75,6 +75,7 @@ async fn the_list_is_paged_with_limit_and_offset() {
         "?limit=0",
         "?limit=201",
         "?offset=-1",
+        "?offset=10001",
         "?limit=many",
         "?page=2",
     ] {

@@ -6,6 +6,11 @@
 //! product empties the page cache of this replica at once; another replica sees it within the
 //! TTL. An id that is not found is not cached, so a product just added elsewhere is found at
 //! the first buy that names it. Concurrent misses on one key wait for a single query.
+//!
+//! Both caches are weighed in bytes, not entries: `CATALOG_CACHE_MAX_BYTES` (default 4 MiB) is
+//! split evenly between them. A product may carry a 5,000-character description and a page 200
+//! of them, so a cap in entries says nothing about memory. Only canonical pages are cached
+//! (see [`is_canonical`]); any other page is read from the database every time.
 
 use std::{
     collections::HashMap,
@@ -18,17 +23,30 @@ use std::{
 
 use actix_web::web::Bytes;
 use anyhow::Context;
-use common::{ids::ProductId, metrics::Registry, paging::Paging};
+use common::{
+    ids::ProductId,
+    metrics::Registry,
+    paging::{DEFAULT_LIMIT, MAX_LIMIT, Paging},
+};
 use moka::future::Cache;
 use prometheus::{IntCounterVec, Opts};
 use sea_orm::DatabaseConnection;
 
 use crate::{domain::NewProduct, entity::product, error::Error, routes::ProductBody, store};
 
-/// Most products kept; a larger catalog is read from the database for the rest.
-const MAX_PRODUCTS: u64 = 10_000;
-/// Most listing pages kept (one per `limit` and `offset` asked for).
-const MAX_PAGES: u64 = 1_000;
+/// What an entry costs beyond the bytes of its text, roughly: the cache's own node and
+/// bookkeeping, the key, the row's fixed-size fields and the reference count. Counted so that
+/// many small entries are bounded as well as a few large ones.
+const ENTRY_OVERHEAD: usize = 256;
+
+/// How the catalog caches: for how long, and in how many bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// How long an entry is served; zero turns caching off.
+    pub ttl: Duration,
+    /// The most bytes both caches hold together, split evenly; zero turns caching off.
+    pub max_bytes: u64,
+}
 
 /// The products table and its caches. Cheap to clone.
 #[derive(Clone)]
@@ -40,8 +58,8 @@ pub struct Catalog {
 #[derive(Clone)]
 struct Caches {
     products: Cache<ProductId, Arc<product::Model>>,
-    /// Keyed by `generation` too: a page read that began before a product was added here must
-    /// not be what later requests get.
+    /// Canonical pages only, by `(generation, limit, offset)`: keyed by `generation` too, so a
+    /// page read that began before a product was added here is not what later requests get.
     pages: Cache<(u64, u64, u64), Bytes>,
     /// Incremented by every product added through this replica.
     generation: Arc<AtomicU64>,
@@ -50,16 +68,20 @@ struct Caches {
 }
 
 impl Catalog {
-    /// The catalog in `db`, with entries kept for `ttl`; a zero `ttl` turns caching off.
-    pub fn new(db: DatabaseConnection, ttl: Duration) -> Self {
-        let caches = (!ttl.is_zero()).then(|| Caches {
+    /// The catalog in `db`, cached within `limits`.
+    pub fn new(db: DatabaseConnection, limits: CacheLimits) -> Self {
+        let enabled = !limits.ttl.is_zero() && limits.max_bytes > 0;
+        let each = limits.max_bytes / 2;
+        let caches = enabled.then(|| Caches {
             products: Cache::builder()
-                .max_capacity(MAX_PRODUCTS)
-                .time_to_live(ttl)
+                .max_capacity(each)
+                .weigher(|_, row: &Arc<product::Model>| weight(product_bytes(row)))
+                .time_to_live(limits.ttl)
                 .build(),
             pages: Cache::builder()
-                .max_capacity(MAX_PAGES)
-                .time_to_live(ttl)
+                .max_capacity(each)
+                .weigher(|_, body: &Bytes| weight(body.len()))
+                .time_to_live(limits.ttl)
                 .build(),
             generation: Arc::default(),
             requests: IntCounterVec::new(
@@ -74,36 +96,76 @@ impl Catalog {
         Self { db, caches }
     }
 
-    /// Registers the cache's hit and miss counter in `registry` (nothing when caching is off).
+    /// Registers the cache's hit and miss counter and its size gauges in `registry` (nothing
+    /// when caching is off).
     pub fn register_metrics(&self, registry: &Registry) -> anyhow::Result<()> {
-        if let Some(caches) = &self.caches {
-            common::metrics::register(registry, caches.requests.clone())?;
-        }
-        Ok(())
+        let Some(caches) = &self.caches else {
+            return Ok(());
+        };
+        common::metrics::register(registry, caches.requests.clone())?;
+        let sizes = caches.clone();
+        common::metrics::gauge_vec_fn(
+            registry,
+            "shop_catalog_cache_bytes",
+            "Bytes held by the catalog caches, by cache (product, page), as they are weighed \
+             against CATALOG_CACHE_MAX_BYTES.",
+            "cache",
+            move || {
+                vec![
+                    ("product", gauge(sizes.products.weighted_size())),
+                    ("page", gauge(sizes.pages.weighted_size())),
+                ]
+            },
+        )?;
+        let counts = caches.clone();
+        common::metrics::gauge_vec_fn(
+            registry,
+            "shop_catalog_cache_entries",
+            "Entries held by the catalog caches, by cache (product, page).",
+            "cache",
+            move || {
+                vec![
+                    ("product", gauge(counts.products.entry_count())),
+                    ("page", gauge(counts.pages.entry_count())),
+                ]
+            },
+        )
     }
 
     /// One page of the listing, oldest first, as its JSON body.
     pub async fn page(&self, paging: Paging) -> Result<Bytes, Error> {
-        let Some(caches) = &self.caches else {
-            return self.read_page(paging).await;
+        let Some(caches) = self.caches.as_ref().filter(|_| is_canonical(paging)) else {
+            return Ok(Bytes::from(self.read_page(paging).await?));
         };
         let generation = caches.generation.load(Ordering::Acquire);
         let entry = caches
             .pages
             .entry((generation, paging.limit(), paging.offset()))
-            .or_try_insert_with(self.read_page(paging))
+            .or_try_insert_with(async {
+                let mut body = self.read_page(paging).await?;
+                // Kept for a while: hold no spare capacity beyond the bytes it is weighed by.
+                body.shrink_to_fit();
+                Ok::<_, Error>(Bytes::from(body))
+            })
             .await
             .map_err(shared_error)?;
         // Fresh: read from the database by this request (or one it waited for).
-        caches.count("page", !entry.is_fresh());
+        let fresh = entry.is_fresh();
+        caches.count("page", !fresh);
+        if fresh {
+            // Evicts at once what the new page pushed over the cap, rather than at the
+            // cache's next housekeeping, so the cap holds at every moment.
+            caches.pages.run_pending_tasks().await;
+        }
         Ok(entry.into_value())
     }
 
-    async fn read_page(&self, paging: Paging) -> Result<Bytes, Error> {
+    async fn read_page(&self, paging: Paging) -> Result<Vec<u8>, Error> {
         let rows = store::list(&self.db, paging).await?;
-        let body: Vec<ProductBody> = rows.iter().map(ProductBody::from).collect();
-        let json = serde_json::to_vec(&body).context("serializing a catalog page")?;
-        Ok(Bytes::from(json))
+        // Moved rather than copied: a page of long descriptions is large, and each copy alive
+        // at once is memory any client can make this process hold.
+        let body: Vec<ProductBody> = rows.into_iter().map(ProductBody::from).collect();
+        Ok(serde_json::to_vec(&body).context("serializing a catalog page")?)
     }
 
     /// The product `id`, if it exists.
@@ -144,6 +206,10 @@ impl Catalog {
             }
             found.insert(row.id, row);
         }
+        if let Some(caches) = &self.caches {
+            // As for pages: the cap holds at every moment, not only after housekeeping.
+            caches.products.run_pending_tasks().await;
+        }
         Ok(found)
     }
 
@@ -157,6 +223,51 @@ impl Catalog {
             caches.products.insert(row.id, Arc::new(row.clone())).await;
         }
         Ok(row)
+    }
+}
+
+/// The page sizes whose pages are cached: those a storefront offers, the default and the most.
+const CACHED_LIMITS: [u64; 5] = [10, 20, DEFAULT_LIMIT, 100, MAX_LIMIT];
+
+/// Whether `paging` names a page worth caching: one of [`CACHED_LIMITS`], at an offset that is a
+/// multiple of it. Those are the pages clients paging through the catalog ask for, so visitors
+/// share them. Caching every `(limit, offset)` a client can name would let one client fill the
+/// cache with pages nobody else reads, each pushing out one that others do; with the offset
+/// capped ([`common::paging::MAX_OFFSET`]) there are under 2,000 canonical pages per
+/// generation, the byte cap bounds what they hold, and the cache's admission policy (TinyLFU)
+/// keeps the often-read ones against a scan of rarely read ones.
+pub fn is_canonical(paging: Paging) -> bool {
+    CACHED_LIMITS.contains(&paging.limit()) && paging.offset().is_multiple_of(paging.limit())
+}
+
+/// The bytes a cached product holds: its text, and its share of fixed costs.
+fn product_bytes(row: &product::Model) -> usize {
+    row.name.capacity()
+        + row.description.capacity()
+        + row.image_url.as_ref().map_or(0, String::capacity)
+}
+
+/// An entry's weight: its own bytes and [`ENTRY_OVERHEAD`], saturating at what the cache's
+/// weigher can express (4 GiB, far above any cap).
+fn weight(bytes: usize) -> u32 {
+    u32::try_from(bytes.saturating_add(ENTRY_OVERHEAD)).unwrap_or(u32::MAX)
+}
+
+/// A cache size as a gauge value.
+fn gauge(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl From<product::Model> for ProductBody {
+    fn from(row: product::Model) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            description: row.description,
+            price_cents: row.price_cents,
+            image_url: row.image_url,
+            created_at: row.created_at,
+        }
     }
 }
 

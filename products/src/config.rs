@@ -8,6 +8,8 @@ use common::{
     jwt::JwksConfig,
 };
 
+use crate::catalog::CacheLimits;
+
 /// Everything the products service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -24,11 +26,23 @@ pub struct Config {
     pub jwks: JwksConfig,
     /// `CATALOG_CACHE_TTL_MS`, default 1000: how long products and listing pages are served
     /// from memory before being read again; 0 reads the database every time.
-    pub catalog_cache_ttl: Duration,
+    /// `CATALOG_CACHE_MAX_BYTES`, default 4 MiB: the most both caches hold together.
+    pub catalog_cache: CacheLimits,
 }
 
 /// `CATALOG_CACHE_TTL_MS` when unset: a replica sees a product another one added within it.
 pub const DEFAULT_CATALOG_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// `CATALOG_CACHE_MAX_BYTES` when unset: a few canonical pages of long descriptions (a page of
+/// 50 products of 5,000 characters is about 260 KB) and a few hundred such products, small
+/// beside the 128 MiB the pod may use.
+pub const DEFAULT_CATALOG_CACHE_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The catalog cache when neither variable is set.
+pub const DEFAULT_CATALOG_CACHE: CacheLimits = CacheLimits {
+    ttl: DEFAULT_CATALOG_CACHE_TTL,
+    max_bytes: DEFAULT_CATALOG_CACHE_MAX_BYTES,
+};
 
 impl Config {
     /// Reads the configuration; a value that does not parse is an error rather than a default.
@@ -42,10 +56,13 @@ impl Config {
             rpc_timeout: Duration::from_millis(rpc_timeout_ms),
             reply_mode: parse_or("RPC_REPLY_MODE", ReplyMode::PerRequest)?,
             jwks: JwksConfig::from_env()?,
-            catalog_cache_ttl: Duration::from_millis(parse_or(
-                "CATALOG_CACHE_TTL_MS",
-                DEFAULT_CATALOG_CACHE_TTL.as_millis() as u64,
-            )?),
+            catalog_cache: CacheLimits {
+                ttl: Duration::from_millis(parse_or(
+                    "CATALOG_CACHE_TTL_MS",
+                    DEFAULT_CATALOG_CACHE_TTL.as_millis() as u64,
+                )?),
+                max_bytes: parse_or("CATALOG_CACHE_MAX_BYTES", DEFAULT_CATALOG_CACHE_MAX_BYTES)?,
+            },
         })
     }
 }

@@ -11,8 +11,8 @@ use common::ids::ProductId;
 pub struct ProductName(String);
 
 impl ProductName {
-    /// Longest name, in characters.
-    pub const MAX_CHARS: usize = 200;
+    /// Longest name, in characters: what orders accepts on an order line.
+    pub const MAX_CHARS: usize = common::domain::MAX_PRODUCT_NAME_CHARS;
 
     /// The name as text.
     pub fn as_str(&self) -> &str {
@@ -66,14 +66,13 @@ impl TryFrom<String> for Description {
     }
 }
 
-/// A catalog price: [`Cents`] from 0 to [`Price::MAX`] (ten million in whole units). Orders
-/// accepts any [`Cents`]; the ceiling is the catalog's own rule.
+/// A catalog price: [`Cents`] from 0 to [`Price::MAX`] (ten million in whole units).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Price(Cents);
 
 impl Price {
-    /// Largest price a product may have, in cents.
-    pub const MAX: i64 = 1_000_000_000;
+    /// Largest price a product may have, in cents: what orders accepts on an order line.
+    pub const MAX: i64 = common::domain::MAX_PRICE_CENTS;
 
     /// The amount.
     pub fn cents(self) -> Cents {
@@ -159,8 +158,8 @@ pub struct BuyRequest {
 }
 
 impl BuyRequest {
-    /// Most distinct products one buy may hold.
-    pub const MAX_LINES: usize = 100;
+    /// Most distinct products one buy may hold: what orders accepts in one request.
+    pub const MAX_LINES: usize = common::domain::MAX_ORDER_LINES;
 
     /// The lines, one per product.
     pub fn lines(&self) -> &[BuyLine] {

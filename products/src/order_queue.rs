@@ -1,4 +1,7 @@
-//! Makes sure the queue buys go to exists, whichever of products and orders starts first.
+//! Waits until the queue buys go to exists. Products never creates it: the broker's definitions
+//! do in a deployment, and orders, which consumes it, declares it at every subscription. So
+//! products needs no right to configure the queue (nor, therefore, to delete it), only to
+//! publish through the default exchange (`kube/base/rabbitmq/30-permissions.json`).
 
 use std::{
     sync::{
@@ -9,24 +12,24 @@ use std::{
 };
 
 use anyhow::Context;
-use common::amqp::{Broker, declare_work_queue};
+use common::amqp::{Broker, check_work_queue};
 use tokio_util::sync::CancellationToken;
 
-/// Longest pause between attempts to declare the queue.
+/// Longest pause between two looks for the queue.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 
-/// Whether the order queue has been declared; until then buys could not be routed, so the
-/// service does not report ready.
+/// Whether the order queue has been seen; until then buys could not be routed, so the service
+/// does not report ready.
 #[derive(Debug, Default)]
-pub struct OrderQueueDeclared(AtomicBool);
+pub struct OrderQueueFound(AtomicBool);
 
-impl OrderQueueDeclared {
-    /// Whether the declaration succeeded; for `/readyz`.
+impl OrderQueueFound {
+    /// Whether the queue was found; for `/readyz`.
     pub fn check(&self) -> Result<(), &'static str> {
         if self.0.load(Ordering::Acquire) {
             Ok(())
         } else {
-            Err("the order queue is not declared yet")
+            Err("the order queue does not exist yet (orders or the broker's definitions create it)")
         }
     }
 
@@ -35,13 +38,13 @@ impl OrderQueueDeclared {
     }
 }
 
-/// Declares `queue` (and its dead-letter queue) once the broker is reachable, retrying with
-/// backoff until it succeeds or `shutdown`. The queue is durable, so once is enough: it
-/// outlives broker restarts.
-pub async fn declare_when_connected(
+/// Looks for `queue` once the broker is reachable, again with backoff until it is there or
+/// `shutdown`. The queue is durable, so once found it stays: should it be deleted later, buys
+/// are returned unroutable and answer 503 until orders declares it again.
+pub async fn wait_for_queue(
     broker: Broker,
     queue: String,
-    declared: Arc<OrderQueueDeclared>,
+    found: Arc<OrderQueueFound>,
     shutdown: CancellationToken,
 ) {
     let mut pause = Duration::from_millis(100);
@@ -54,13 +57,15 @@ pub async fn declare_when_connected(
             // The broker supervisor logs why; waiting again is all there is to do.
             continue;
         }
-        match declare(&broker, &queue).await {
+        match look_up(&broker, &queue).await {
             Ok(()) => {
-                declared.set();
-                tracing::info!(%queue, "order queue declared");
+                found.set();
+                tracing::info!(%queue, "order queue found");
                 return;
             }
-            Err(e) => tracing::warn!(error = ?e, %queue, "declaring the order queue failed"),
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), %queue, "the order queue is not there yet")
+            }
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -70,14 +75,14 @@ pub async fn declare_when_connected(
     }
 }
 
-async fn declare(broker: &Broker, queue: &str) -> anyhow::Result<()> {
+async fn look_up(broker: &Broker, queue: &str) -> anyhow::Result<()> {
     let connection = broker.connection().context("the connection just closed")?;
     let channel = connection
         .create_channel()
         .await
-        .context("opening a channel to declare the order queue")?;
-    let declared = declare_work_queue(&channel, queue).await;
-    // A failed declaration has closed the channel already; closing it again cannot help.
-    let _ = channel.close(200, "declared".into()).await;
-    declared
+        .context("opening a channel to look up the order queue")?;
+    let found = check_work_queue(&channel, queue).await;
+    // A failed lookup has closed the channel already; closing it again cannot help.
+    let _ = channel.close(200, "looked up".into()).await;
+    found
 }

@@ -18,7 +18,7 @@ use crate::{
     config::Config,
     in_flight::InFlight,
     migration::{LOCK_KEY, Migrator},
-    order_queue::{self, OrderQueueDeclared},
+    order_queue::{self, OrderQueueFound},
     routes,
 };
 
@@ -52,19 +52,19 @@ impl Service for Products {
         );
         orders.register_metrics(parts.metrics())?;
         // Buys cannot be routed until the queue exists, whichever of products and orders
-        // starts first.
-        let queue_declared = Arc::new(OrderQueueDeclared::default());
-        let declared = queue_declared.clone();
-        parts.ready_when("order_queue", move || declared.check());
-        tokio::spawn(order_queue::declare_when_connected(
+        // starts first; products only looks for it (it may not create it).
+        let queue_found = Arc::new(OrderQueueFound::default());
+        let found = queue_found.clone();
+        parts.ready_when("order_queue", move || found.check());
+        tokio::spawn(order_queue::wait_for_queue(
             broker,
             config.amqp.order_queue.clone(),
-            queue_declared,
+            queue_found,
             parts.shutdown().clone(),
         ));
         tracing::info!(queue = %config.amqp.order_queue, reply_mode = config.reply_mode.as_str(), "buys go to the order queue");
 
-        let catalog = Catalog::new(parts.db().clone(), config.catalog_cache_ttl);
+        let catalog = Catalog::new(parts.db().clone(), config.catalog_cache);
         catalog.register_metrics(parts.metrics())?;
         let catalog = web::Data::new(catalog);
         let orders = web::Data::new(orders);

@@ -1,20 +1,27 @@
 //! The catalog cache as a client sees it: what this replica adds shows at once, what another
 //! replica adds (or an operator changes in the database) shows within `CATALOG_CACHE_TTL_MS`,
-//! and a product never seen before is found at its first buy.
+//! and a product never seen before is found at its first buy. And as an operator sees it: it
+//! holds no more bytes than `CATALOG_CACHE_MAX_BYTES`, whatever pages clients ask for.
 
 mod support;
 
 use std::time::Duration;
 
-use common::{ids::ProductId, messages::Order, testing::wait_until};
-use products::{config::DEFAULT_CATALOG_CACHE_TTL, entity::product, routes::ProductBody};
+use common::{
+    ids::ProductId,
+    messages::Order,
+    testing::{metrics::value, wait_until},
+};
+use products::{
+    catalog::CacheLimits, config::DEFAULT_CATALOG_CACHE_TTL, entity::product, routes::ProductBody,
+};
 use reqwest::StatusCode;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, Database, DatabaseConnection, EntityTrait,
     QueryFilter, Set, sea_query::Expr,
 };
 use serde_json::json;
-use support::{TestApp, spawn_app, start_honest_orders};
+use support::{Options, TestApp, spawn_app, spawn_app_with, start_honest_orders};
 
 /// Long enough for a cached entry to expire, with room for a slow machine.
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -27,11 +34,21 @@ async fn database_of(app: &TestApp) -> DatabaseConnection {
 
 /// Adds a product straight to the database, as another replica would.
 async fn insert_elsewhere(db: &DatabaseConnection, name: &str, price_cents: i64) -> ProductId {
+    insert_described(db, name, price_cents, String::new()).await
+}
+
+/// [`insert_elsewhere`] with a description.
+async fn insert_described(
+    db: &DatabaseConnection,
+    name: &str,
+    price_cents: i64,
+    description: String,
+) -> ProductId {
     let id = ProductId::new();
     product::ActiveModel {
         id: Set(id),
         name: Set(name.to_owned()),
-        description: Set(String::new()),
+        description: Set(description),
         price_cents: Set(price_cents),
         image_url: Set(None),
         created_at: NotSet,
@@ -119,4 +136,80 @@ async fn a_price_changed_in_the_database_is_charged_within_the_cache_ttl() {
         async move { (total_of_one(app, cup.id).await == 500).then_some(()) }
     })
     .await;
+}
+
+/// An app whose cache holds `max_bytes` for longer than any test runs, so nothing leaves it by
+/// expiring, with `products` products of 1,000-character descriptions.
+async fn app_with_cache(max_bytes: u64, products: usize) -> TestApp {
+    let app = spawn_app_with(Options {
+        catalog_cache: CacheLimits {
+            ttl: Duration::from_secs(600),
+            max_bytes,
+        },
+        ..Options::default()
+    })
+    .await;
+    let db = database_of(&app).await;
+    for i in 0..products {
+        insert_described(&db, &format!("Product {i}"), 100, "d".repeat(1000)).await;
+    }
+    app
+}
+
+/// `shop_catalog_cache_{what}{cache}` as the app reports it.
+async fn cache_gauge(app: &TestApp, what: &str, cache: &str) -> f64 {
+    let name = format!("shop_catalog_cache_{what}");
+    value(&app.metrics().await, &name, &[("cache", cache)])
+        .unwrap_or_else(|| panic!("products reports {name}{{cache={cache:?}}}"))
+}
+
+async fn get_ok(app: &TestApp, path: &str) {
+    assert_eq!(app.get(path).await.status(), StatusCode::OK, "{path}");
+}
+
+#[tokio::test]
+async fn only_pages_of_the_usual_sizes_at_multiples_of_their_size_are_cached() {
+    let app = app_with_cache(4 * 1024 * 1024, 60).await;
+
+    for offset in 1..=40 {
+        get_ok(&app, &format!("/products?limit=200&offset={offset}")).await;
+        get_ok(&app, &format!("/products?offset={offset}")).await;
+        get_ok(&app, &format!("/products?limit=7&offset={offset}")).await;
+    }
+    get_ok(&app, "/products?limit=7").await;
+    assert_eq!(cache_gauge(&app, "entries", "page").await, 0.0);
+    for canonical in [
+        "",
+        "?limit=50&offset=50",
+        "?limit=20&offset=40",
+        "?limit=200",
+    ] {
+        get_ok(&app, &format!("/products{canonical}")).await;
+    }
+
+    assert_eq!(cache_gauge(&app, "entries", "page").await, 4.0);
+}
+
+#[tokio::test]
+async fn the_catalog_cache_never_holds_more_bytes_than_its_cap() {
+    // Half each for products and pages: two pages of fifty 1,000-character products fit, not
+    // three, and about a hundred of the products.
+    let cap = 256 * 1024;
+    let app = app_with_cache(cap, 250).await;
+    let listed: Vec<ProductBody> = app.get_json("/products?limit=200").await;
+
+    for offset in (0..250).step_by(50) {
+        get_ok(&app, &format!("/products?offset={offset}")).await;
+        let bytes = cache_gauge(&app, "bytes", "page").await;
+        assert!(bytes <= (cap / 2) as f64, "{bytes} bytes of pages");
+    }
+    for product in &listed {
+        get_ok(&app, &format!("/products/{}", product.id)).await;
+        let bytes = cache_gauge(&app, "bytes", "product").await;
+        assert!(bytes <= (cap / 2) as f64, "{bytes} bytes of products");
+    }
+
+    // Full, not empty: the cap is what stopped them.
+    assert!(cache_gauge(&app, "bytes", "page").await > (cap / 4) as f64);
+    assert!(cache_gauge(&app, "bytes", "product").await > (cap / 4) as f64);
 }

@@ -204,12 +204,20 @@ async fn the_catalog_lists_oldest_first_and_honours_limit_and_offset() {
     assert_eq!(page("?limit=2&offset=2").await, created[2..]);
     assert_eq!(page("?offset=3").await, vec![]);
     assert_eq!(page("?limit=200&offset=1").await, created[1..]);
+    assert_eq!(page("?offset=10000").await, vec![]);
 }
 
 #[tokio::test]
 async fn bad_paging_is_refused_with_400() {
     let app = spawn_app().await;
-    for query in ["limit=0", "limit=201", "offset=-1", "limit=ten", "page=2"] {
+    for query in [
+        "limit=0",
+        "limit=201",
+        "offset=-1",
+        "offset=10001",
+        "limit=ten",
+        "page=2",
+    ] {
         let response = app.get(&format!("/products?{query}")).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
         assert_problem(response, StatusCode::BAD_REQUEST).await;

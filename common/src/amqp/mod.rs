@@ -22,7 +22,9 @@ mod topology;
 pub use broker::{Broker, CLOSE_TIMEOUT};
 pub use client::RpcClient;
 pub use server::{ConsumerMetrics, Hooks, ServeOptions, serve, serve_with};
-pub use topology::{DELIVERY_LIMIT, dead_letter_queue, declare_reply_queue, declare_work_queue};
+pub use topology::{
+    DELIVERY_LIMIT, check_work_queue, dead_letter_queue, declare_reply_queue, declare_work_queue,
+};
 
 /// The `content_type` of every request and reply.
 pub const CONTENT_TYPE_JSON: &str = "application/json";

@@ -1,5 +1,13 @@
-//! The work queue and its dead-letter queue, declared the same way by both sides, and the
-//! per-request reply queue.
+//! The work queue and its dead-letter queue, and the per-request reply queue.
+//!
+//! The work queue belongs to its consumer: the broker's definitions create it in a deployment
+//! (`kube/base/rabbitmq/20-queues.json`, also mounted by `docker-compose.yml`), and the server
+//! loop ([`serve`](super::serve)) declares it again at every (re)subscription, with the same
+//! arguments, so a broker without definitions (a local run, a test) or a queue deleted by
+//! hand is made again. A publisher only checks that it exists ([`check_work_queue`]), which
+//! needs no right on it: the broker may then refuse that publisher every right to configure
+//! (and so delete or redeclare) the queue, and grant it only the write on the default exchange
+//! its requests go through.
 
 use anyhow::Context;
 use lapin::{
@@ -24,7 +32,7 @@ pub fn dead_letter_queue(queue: &str) -> String {
 }
 
 /// Declares the durable quorum work queue `name` and its dead-letter queue `<name>.dlq`, with
-/// every argument explicit. Both sides call it, so neither depends on the other starting first.
+/// every argument explicit. The consumer calls it; it needs the right to configure both.
 ///
 /// Idempotent: declaring again with the same arguments is a no-op. If `name` already exists
 /// with other arguments, RabbitMQ answers PRECONDITION_FAILED and closes `channel`.
@@ -59,6 +67,24 @@ pub async fn declare_work_queue(channel: &Channel, name: &str) -> anyhow::Result
         .queue_declare(name.into(), durable(), args)
         .await
         .with_context(|| format!("declare work queue {name}"))?;
+    Ok(())
+}
+
+/// Checks that the work queue `name` exists, without creating or changing it: a passive
+/// declare, which RabbitMQ allows without any right on the queue. A missing queue is an error
+/// (NOT_FOUND), after which RabbitMQ closes `channel`.
+pub async fn check_work_queue(channel: &Channel, name: &str) -> anyhow::Result<()> {
+    channel
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("look up work queue {name}"))?;
     Ok(())
 }
 

@@ -349,7 +349,7 @@ impl System {
             rpc_timeout: self.options.rpc_timeout,
             reply_mode: self.options.reply_mode,
             jwks: JwksConfig::new(self.jwks_url()),
-            catalog_cache_ttl: products::config::DEFAULT_CATALOG_CACHE_TTL,
+            catalog_cache: products::config::DEFAULT_CATALOG_CACHE,
         };
         self.products = Some(TestApp::spawn_ready::<products::Products>(config).await);
     }

@@ -18,7 +18,7 @@ use common::{
         delete_queue_on_drop, queue_counts, require_broker, unique_queue, wait_until,
     },
 };
-use products::{Products, config::Config, routes::ProductBody};
+use products::{Products, catalog::CacheLimits, config::Config, routes::ProductBody};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -50,6 +50,10 @@ pub struct Options {
     pub amqp_url: String,
     /// Whether to wait for `/readyz` before handing the app to the test.
     pub wait_ready: bool,
+    /// Whether the order queue exists before the app starts, as the broker's definitions make
+    /// it in a deployment: products only checks that it is there.
+    pub declare_queue: bool,
+    pub catalog_cache: CacheLimits,
 }
 
 impl Default for Options {
@@ -59,6 +63,8 @@ impl Default for Options {
             reply_mode: ReplyMode::PerRequest,
             amqp_url: amqp_url(),
             wait_ready: true,
+            declare_queue: true,
+            catalog_cache: products::config::DEFAULT_CATALOG_CACHE,
         }
     }
 }
@@ -75,6 +81,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
     let db = TestDatabase::create().await;
     let queue = unique_queue("products-test");
+    if options.declare_queue {
+        Amqp::connect().await.declare(&queue).await;
+    }
     let issuer = TestIssuer::start().await;
     let config = Config {
         server: db.server_config(),
@@ -85,7 +94,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         rpc_timeout: options.rpc_timeout,
         reply_mode: options.reply_mode,
         jwks: issuer.jwks_config(),
-        catalog_cache_ttl: products::config::DEFAULT_CATALOG_CACHE_TTL,
+        catalog_cache: options.catalog_cache,
     };
     let app = testing::TestApp::spawn::<Products>(config).await;
     if options.wait_ready {
