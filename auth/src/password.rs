@@ -82,8 +82,6 @@ pub enum HashError {
 pub struct Hasher {
     /// The hashing threads stop once every clone of this is dropped.
     jobs: Sender<Job>,
-    /// How long a job may wait for a thread.
-    deadline: Duration,
     /// The hash of a random password, verified against when the email is unknown so that
     /// "no such user" costs the same time as "wrong password".
     dummy_hash: Arc<str>,
@@ -125,14 +123,8 @@ impl Hasher {
             .context("computing the dummy password hash")?;
         Ok(Self {
             jobs,
-            deadline,
             dummy_hash: Arc::from(dummy_hash),
         })
-    }
-
-    /// How long a hash may wait for a thread before it is dropped.
-    pub fn deadline(&self) -> Duration {
-        self.deadline
     }
 
     /// Hashes and verifications waiting for a hashing thread (at most the queue's capacity).

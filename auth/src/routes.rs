@@ -122,22 +122,17 @@ pub(crate) async fn register(
     hasher: web::Data<Hasher>,
     limits: web::Data<RateLimits>,
 ) -> Result<HttpResponse, Error> {
-    register_user(client, body.into_inner(), &db, &hasher, &limits).await
-}
-
-async fn register_user(
-    client: ClientIp,
-    body: RegisterRequest,
-    db: &DatabaseConnection,
-    hasher: &Hasher,
-    limits: &RateLimits,
-) -> Result<HttpResponse, Error> {
     limits.check_address(Action::Register, client.0)?;
-    let new_user = NewUser::try_from(body)?;
+    let new_user = NewUser::try_from(body.into_inner())?;
     limits.check_email(Action::Register, &new_user.email)?;
     let password_hash = hasher.hash(&new_user.password).await?;
-    let user =
-        store::insert_user(db, &new_user.email, new_user.name.as_ref(), password_hash).await?;
+    let user = store::insert_user(
+        db.get_ref(),
+        &new_user.email,
+        new_user.name.as_ref(),
+        password_hash,
+    )
+    .await?;
     tracing::info!(user_id = %user.id, "user registered");
     Ok(HttpResponse::Created().json(RegisteredUser {
         id: user.id,
@@ -178,14 +173,6 @@ pub struct TokenResponse {
     expires_in: u64,
 }
 
-/// What a login needs besides the request.
-struct LoginParts<'a> {
-    db: &'a DatabaseConnection,
-    hasher: &'a Hasher,
-    issuer: &'a TokenIssuer,
-    limits: &'a RateLimits,
-}
-
 /// Exchanges an email and password for an access token.
 #[utoipa::path(
     post,
@@ -213,13 +200,7 @@ pub(crate) async fn login(
     limits: web::Data<RateLimits>,
     logins: web::Data<Logins>,
 ) -> Result<HttpResponse, Error> {
-    let parts = LoginParts {
-        db: &db,
-        hasher: &hasher,
-        issuer: &issuer,
-        limits: &limits,
-    };
-    let answer = log_in(client, body.into_inner(), parts).await;
+    let answer = log_in(client, body.into_inner(), &db, &hasher, &issuer, &limits).await;
     logins.count(&answer);
     answer
 }
@@ -227,12 +208,10 @@ pub(crate) async fn login(
 async fn log_in(
     client: ClientIp,
     body: LoginRequest,
-    LoginParts {
-        db,
-        hasher,
-        issuer,
-        limits,
-    }: LoginParts<'_>,
+    db: &DatabaseConnection,
+    hasher: &Hasher,
+    issuer: &TokenIssuer,
+    limits: &RateLimits,
 ) -> Result<HttpResponse, Error> {
     limits.check_address(Action::Login, client.0)?;
     // Credentials no account could have are refused like wrong ones; the answer does not
