@@ -50,7 +50,8 @@ RUN ldd /service > /tmp/libs \
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 RUN groupadd --gid 10001 app \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-       --shell /usr/sbin/nologin app
+       --shell /usr/sbin/nologin app \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/shop/jwt
 COPY --from=builder /service /app/service
 USER 10001:10001
 WORKDIR /app

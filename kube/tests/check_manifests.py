@@ -64,6 +64,8 @@ SEVERITIES = {"critical", "warning"}
 # Names with these endings carry a path or a duration next to a credential word, not the
 # credential itself (JWT_PRIVATE_KEY_FILE, TOKEN_TTL_SECS).
 NON_CREDENTIAL_SUFFIXES = ("_FILE", "_PATH", "_DIR", "_SECS", "_MS", "_TTL")
+# Names with these beginnings are switches about a credential (REQUIRE_JWT_KEY), not one.
+NON_CREDENTIAL_PREFIXES = ("REQUIRE_",)
 
 
 class Report:
@@ -121,7 +123,7 @@ def effective(spec: dict, container: dict, key: str):
 
 def is_credential_name(name: str) -> bool:
     upper = name.upper()
-    if upper.endswith(NON_CREDENTIAL_SUFFIXES):
+    if upper.endswith(NON_CREDENTIAL_SUFFIXES) or upper.startswith(NON_CREDENTIAL_PREFIXES):
         return False
     return any(word in CREDENTIAL_WORDS for word in re.split(r"[^A-Z0-9]+", upper))
 
@@ -271,11 +273,14 @@ def check_jwt_key(r: Report, objs: list[dict], overlay: str) -> None:
                if (v.get("secret") or {}).get("secretName") == JWT_SECRET]
     main = next(c for c in spec["containers"] if c["name"] == "auth")
     mounts = [m["mountPath"] for m in main.get("volumeMounts", []) if m["name"] in volumes]
-    key_file = config_of(objs, spec, main).get("JWT_PRIVATE_KEY_FILE", "")
+    config = config_of(objs, spec, main)
+    key_file = config.get("JWT_PRIVATE_KEY_FILE", "")
     r.check(f"{overlay}: auth mounts {JWT_SECRET} read-only",
             bool(mounts) and all(m.get("readOnly") for m in main["volumeMounts"] if m["name"] in volumes))
     r.check(f"{overlay}: JWT_PRIVATE_KEY_FILE ({key_file}) lies in the mounted key",
             any(key_file.startswith(m.rstrip("/") + "/") for m in mounts))
+    r.check(f"{overlay}: auth refuses to start without its key (REQUIRE_JWT_KEY=true)",
+            config.get("REQUIRE_JWT_KEY") == "true")
 
 
 def check_secrets(r: Report, objs: list[dict], overlay: str) -> None:
