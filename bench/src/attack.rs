@@ -7,6 +7,8 @@
 //! - `brute-force`: guesses at one account's password for a fixed time, each guess from one of
 //!   many loopback addresses so that only the per-email limit can stop them; reports how many
 //!   guesses were checked (answered 401) per minute.
+//! - `catalog-flood` (`catalog_flood.rs`): starts its own products and measures its memory
+//!   under many distinct listing pages.
 //!
 //! Every loop is bounded in count and time, and only loopback addresses are sent to.
 
@@ -43,6 +45,8 @@ pub enum Attack {
     LoginFlood(FloodArgs),
     /// Guesses at one account's password from many loopback addresses, for a fixed time.
     BruteForce(BruteArgs),
+    /// Many distinct catalog pages over a catalog of long descriptions: products' memory.
+    CatalogFlood(crate::catalog_flood::Args),
 }
 
 #[derive(Args)]
@@ -79,6 +83,7 @@ pub async fn run(attack: Attack) -> anyhow::Result<bool> {
     match attack {
         Attack::LoginFlood(args) => login_flood(args).await,
         Attack::BruteForce(args) => brute_force(args).await,
+        Attack::CatalogFlood(args) => crate::catalog_flood::run(args).await,
     }
 }
 

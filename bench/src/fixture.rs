@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use common::testing::require_loopback;
 use lapin::options::QueueDeleteOptions;
 use lapin::{Connection, ConnectionProperties};
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
@@ -21,6 +22,74 @@ const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.json");
 const START_WAIT: Duration = Duration::from_secs(300);
 /// How long a service gets to exit after SIGTERM before the launcher kills it.
 const STOP_WAIT_SECS: u32 = 5;
+
+/// The options of every command that starts the services: where the binaries and the servers
+/// are, and where results go.
+#[derive(clap::Args)]
+pub struct ServiceArgs {
+    /// Where results and service logs go [default: target/bench, beside the binary's directory].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Where the auth, products and orders binaries are [default: the bench binary's directory].
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// First of four consecutive ports for the services [default: free ports from the kernel].
+    #[arg(long)]
+    base_port: Option<u16>,
+    /// RUST_LOG for the services.
+    #[arg(long, default_value = "info")]
+    log: String,
+    /// More environment for every service, as NAME=VALUE (repeatable): to measure a setting
+    /// such as OTEL_EXPORTER_OTLP_ENDPOINT. Without it the services get only what the run sets.
+    #[arg(long = "service-env", value_name = "NAME=VALUE")]
+    service_env: Vec<String>,
+    /// A server-level PostgreSQL URL; the run's databases are created and dropped through it.
+    #[arg(
+        long,
+        env = "PGURL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pg_url: String,
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+}
+
+impl ServiceArgs {
+    /// The settings these options give; refuses servers that are not on this machine, since
+    /// the bench sends them load.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        require_loopback("PGURL", &self.pg_url)?;
+        require_loopback("AMQP_URL", &self.amqp_url)?;
+        let exe = std::env::current_exe().context("locate the bench binary")?;
+        let exe_dir = exe
+            .parent()
+            .context("the bench binary has no directory")?
+            .to_owned();
+        let out_dir = match &self.out {
+            Some(dir) => dir.clone(),
+            // target/release/bench writes to target/bench.
+            None => exe_dir.parent().unwrap_or(&exe_dir).join("bench"),
+        };
+        let out_dir = if out_dir.is_absolute() {
+            out_dir
+        } else {
+            std::env::current_dir()?.join(out_dir)
+        };
+        Ok(Settings {
+            pg_admin_url: self.pg_url.clone(),
+            amqp_url: self.amqp_url.clone(),
+            bin_dir: self.bin_dir.clone().unwrap_or(exe_dir),
+            out_dir,
+            service_log: self.log.clone(),
+            service_env: self.service_env.clone(),
+            base_port: self.base_port,
+        })
+    }
+}
 
 /// Where the run's servers are and where its files go.
 #[derive(Debug, Clone)]

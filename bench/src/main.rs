@@ -7,6 +7,7 @@
 mod argon;
 mod attack;
 mod bare;
+mod catalog_flood;
 mod chart;
 mod fixture;
 mod http;
@@ -19,7 +20,6 @@ mod seed;
 mod stats;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ use rand::rngs::SmallRng;
 
 use common::messages::{CreateOrderReplyV1, CreateOrderV1, OrderLineV1};
 
-use crate::fixture::{Fixture, Role, Settings};
+use crate::fixture::{Fixture, Role, ServiceArgs};
 use crate::load::{Pacer, Plan};
 use crate::procfs::{CpuSample, GroupSample};
 use crate::report::{Memory, PointResult, ProcessFigures, Results, RunFigures, ScenarioResult};
@@ -70,45 +70,18 @@ struct RunArgs {
     /// Short points (0.3 s warm-up, 2 s measured) and a sweep of 1, 8, 32: under two minutes.
     #[arg(long)]
     quick: bool,
-    /// Where results and service logs go [default: target/bench, beside the binary's directory].
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Where the auth, products and orders binaries are [default: the bench binary's directory].
-    #[arg(long)]
-    bin_dir: Option<PathBuf>,
-    /// First of four consecutive ports for the services [default: free ports from the kernel].
-    #[arg(long)]
-    base_port: Option<u16>,
     /// How many times each point runs; the report gives the medians [default: 3, --quick: 1].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=9))]
     runs: Option<u16>,
     /// Run only these scenarios (comma-separated names, as in the report).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// RUST_LOG for the services.
-    #[arg(long, default_value = "info")]
-    log: String,
-    /// More environment for every service, as NAME=VALUE (repeatable): to measure a setting
-    /// such as OTEL_EXPORTER_OTLP_ENDPOINT. Without it the services get only what the run sets.
-    #[arg(long = "service-env", value_name = "NAME=VALUE")]
-    service_env: Vec<String>,
     /// Export the services' spans over OTLP to a collector in the bench process that keeps
     /// nothing, to measure what exporting costs (the collector's CPU counts as the bench's).
     #[arg(long)]
     export_spans: bool,
-    /// A server-level PostgreSQL URL; the run's databases are created and dropped through it.
-    #[arg(
-        long,
-        env = "PGURL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pg_url: String,
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    amqp_url: String,
+    #[command(flatten)]
+    services: ServiceArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -149,7 +122,7 @@ fn main() -> std::process::ExitCode {
 /// Whether every scenario had successes; an error when setup failed or the run was stopped.
 async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let started = Instant::now();
-    let mut settings = settings(&args)?;
+    let mut settings = args.services.settings()?;
     // Kept until the run ends; the services send to it.
     let sink = if args.export_spans {
         let sink = otlp_sink::OtlpSink::start().await?;
@@ -209,38 +182,6 @@ async fn interrupted() -> &'static str {
         _ = term.recv() => "SIGTERM",
     }
 }
-
-fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
-    require_loopback("PGURL", &args.pg_url)?;
-    require_loopback("AMQP_URL", &args.amqp_url)?;
-    let exe = std::env::current_exe().context("locate the bench binary")?;
-    let exe_dir = exe
-        .parent()
-        .context("the bench binary has no directory")?
-        .to_owned();
-    let out_dir = match &args.out {
-        Some(dir) => dir.clone(),
-        // target/release/bench writes to target/bench.
-        None => exe_dir.parent().unwrap_or(&exe_dir).join("bench"),
-    };
-    let out_dir = if out_dir.is_absolute() {
-        out_dir
-    } else {
-        std::env::current_dir()?.join(out_dir)
-    };
-    Ok(Settings {
-        pg_admin_url: args.pg_url.clone(),
-        amqp_url: args.amqp_url.clone(),
-        bin_dir: args.bin_dir.clone().unwrap_or(exe_dir),
-        out_dir,
-        service_log: args.log.clone(),
-        service_env: args.service_env.clone(),
-        base_port: args.base_port,
-    })
-}
-
-// The bench sends load: it refuses a server that is not this machine.
-use common::testing::require_loopback;
 
 /// Everything between setup and teardown.
 async fn measure(
@@ -772,9 +713,9 @@ mod tests {
     fn the_default_output_sits_beside_the_binary_directory() {
         let args = Cli::parse_from(["bench", "run", "--quick"]);
         let Command::Run(args) = args.command else {
-            panic!("`bench run` parses as Run");
+            panic!("bench run parses as the run command");
         };
-        let settings = settings(&args).unwrap();
+        let settings = args.services.settings().unwrap();
         let exe_dir = std::env::current_exe()
             .unwrap()
             .parent()

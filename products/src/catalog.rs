@@ -31,6 +31,7 @@ use common::{
 use moka::future::Cache;
 use prometheus::{IntCounterVec, Opts};
 use sea_orm::DatabaseConnection;
+use tokio::sync::Semaphore;
 
 use crate::{domain::NewProduct, entity::product, error::Error, routes::ProductBody, store};
 
@@ -38,6 +39,13 @@ use crate::{domain::NewProduct, entity::product, error::Error, routes::ProductBo
 /// bookkeeping, the key, the row's fixed-size fields and the reference count. Counted so that
 /// many small entries are bounded as well as a few large ones.
 const ENTRY_OVERHEAD: usize = 256;
+
+/// Page reads from the database in progress at once; more wait their turn. A page of 200 long
+/// descriptions holds about a megabyte as rows and again as JSON while it is read, so without a
+/// bound a client asking for many uncached pages at once (each distinct, so none is cached)
+/// makes the process hold that much per request in flight. Below the pool's connections, so
+/// buys and product reads still find one while pages are read.
+const PAGE_READS_AT_ONCE: usize = 4;
 
 /// How the catalog caches: for how long, and in how many bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +61,8 @@ pub struct CacheLimits {
 pub struct Catalog {
     db: DatabaseConnection,
     caches: Option<Caches>,
+    /// Bounds the page reads in progress, see [`PAGE_READS_AT_ONCE`].
+    page_reads: Arc<Semaphore>,
 }
 
 #[derive(Clone)]
@@ -93,7 +103,11 @@ impl Catalog {
             )
             .expect("a valid metric definition"),
         });
-        Self { db, caches }
+        Self {
+            db,
+            caches,
+            page_reads: Arc::new(Semaphore::new(PAGE_READS_AT_ONCE)),
+        }
     }
 
     /// Registers the cache's hit and miss counter and its size gauges in `registry` (nothing
@@ -161,11 +175,18 @@ impl Catalog {
     }
 
     async fn read_page(&self, paging: Paging) -> Result<Vec<u8>, Error> {
+        let _permit = self
+            .page_reads
+            .acquire()
+            .await
+            .context("the page read limit is never closed")?;
         let rows = store::list(&self.db, paging).await?;
-        // Moved rather than copied: a page of long descriptions is large, and each copy alive
-        // at once is memory any client can make this process hold.
+        // Sized once, and the rows moved rather than copied: a page of long descriptions is
+        // about a megabyte, and each copy alive at once is memory a client can make us hold.
+        let mut json = Vec::with_capacity(rows.iter().map(|r| product_bytes(r) + 192).sum());
         let body: Vec<ProductBody> = rows.into_iter().map(ProductBody::from).collect();
-        Ok(serde_json::to_vec(&body).context("serializing a catalog page")?)
+        serde_json::to_writer(&mut json, &body).context("serializing a catalog page")?;
+        Ok(json)
     }
 
     /// The product `id`, if it exists.
