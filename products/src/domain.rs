@@ -31,6 +31,9 @@ impl TryFrom<String> for ProductName {
                 "name must be at most {} characters, not {n}",
                 Self::MAX_CHARS
             ))),
+            _ if trimmed.chars().any(char::is_control) => {
+                Err(Invalid::new("name must not contain control characters"))
+            }
             _ => Ok(Self(trimmed.to_owned())),
         }
     }
@@ -61,6 +64,16 @@ impl TryFrom<String> for Description {
                 "description must be at most {} characters, not {n}",
                 Self::MAX_CHARS
             )));
+        }
+        // Line breaks and tabs belong in a description; other control characters do not, and
+        // PostgreSQL's text cannot hold NUL at all (it would fail the insert).
+        if trimmed
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(Invalid::new(
+                "description must not contain control characters other than line breaks and tabs",
+            ));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -246,6 +259,19 @@ mod tests {
         assert_eq!(Description::try_from(String::new()).unwrap().as_str(), "");
         assert!(Description::try_from("ü".repeat(5000)).is_ok());
         assert!(Description::try_from("x".repeat(5001)).is_err());
+    }
+
+    #[test]
+    fn text_with_a_nul_or_other_control_character_is_refused_but_line_breaks_are_not() {
+        assert!(ProductName::try_from("Mug\u{0}".to_owned()).is_err());
+        assert!(ProductName::try_from("Mug\nCup".to_owned()).is_err());
+        assert!(Description::try_from("a\u{0}b".to_owned()).is_err());
+        assert!(Description::try_from("a\u{1b}[31mb".to_owned()).is_err());
+        let text = "Two lines,\r\nand\ta tab.";
+        assert_eq!(
+            Description::try_from(text.to_owned()).unwrap().as_str(),
+            text
+        );
     }
 
     #[test]

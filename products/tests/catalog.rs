@@ -157,6 +157,14 @@ async fn invalid_product_bodies_are_refused_with_400() {
             json!({"name": "Mug", "description": "d".repeat(5001), "price_cents": 1}),
         ),
         (
+            "a NUL character in the description (PostgreSQL text cannot hold it)",
+            json!({"name": "Mug", "description": "a\u{0}b", "price_cents": 1}),
+        ),
+        (
+            "a control character in the name",
+            json!({"name": "Mug\u{0}", "description": "d", "price_cents": 1}),
+        ),
+        (
             "an image url that is not http",
             json!({"name": "Mug", "description": "d", "price_cents": 1, "image_url": "ftp://x/y"}),
         ),

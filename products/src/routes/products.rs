@@ -22,10 +22,10 @@ use crate::{
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProductBody {
-    /// 1 to 200 characters once trimmed.
+    /// 1 to 200 characters once trimmed, no control characters.
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
-    /// At most 5000 characters.
+    /// At most 5000 characters; no control characters but line breaks and tabs.
     #[schema(max_length = 5000)]
     pub description: String,
     /// 0 to 1,000,000,000.
@@ -133,6 +133,8 @@ pub async fn get(
         (status = 401, response = common::openapi::Unauthorized),
         (status = 403, response = common::openapi::Forbidden),
         (status = 408, response = common::openapi::RequestTimeout),
+        (status = 409, description = "The product would duplicate one that exists.",
+            content_type = "application/problem+json", body = common::problem::Problem),
         (status = 500, response = common::openapi::Internal),
         (status = 503, response = common::openapi::Unavailable),
     )
