@@ -272,6 +272,23 @@ impl JwksVerifier {
         if let Some(key) = self.fresh_key(kid) {
             return Ok(key);
         }
+        // Fetched on a task of its own: a request abandoned mid-fetch (its client gone, or an
+        // extractor beside this one failing) would otherwise leave the fetch counted, its keys
+        // never stored, and every token refused until the next fetch is allowed.
+        let this = self.clone();
+        let owned_kid = kid.to_owned();
+        match tokio::spawn(async move { this.fetch_key(&owned_kid).await }).await {
+            Ok(key) => key,
+            Err(e) => Err(self.missing(
+                format!("the key fetch failed: {e}"),
+                self.inner.config.min_refetch,
+            )),
+        }
+    }
+
+    /// [`JwksVerifier::key`] past the cache: one fetch at a time, at most one per
+    /// `min_refetch`.
+    async fn fetch_key(&self, kid: &str) -> Result<DecodingKey, VerifyError> {
         let mut last = self.inner.last_fetch.lock().await;
         // Another request may have fetched the set while this one waited for the lock.
         if let Some(key) = self.fresh_key(kid) {

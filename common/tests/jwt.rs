@@ -165,6 +165,24 @@ async fn a_burst_of_unknown_key_ids_fetches_the_key_set_once() {
 }
 
 #[tokio::test]
+async fn a_check_abandoned_while_the_keys_are_fetched_leaves_them_fetched_for_the_next() {
+    let issuer = TestIssuer::start().await;
+    let verifier = JwksVerifier::new(issuer.jwks_config());
+    let token = issuer.token_for(UserId::new(), &[]);
+
+    // Polled once, up to the fetch in flight, then dropped: what actix does to a token check
+    // when another extractor of the same request fails, or when the client goes away.
+    let abandoned = tokio::time::timeout(Duration::from_nanos(1), verifier.verify(&token)).await;
+    assert!(abandoned.is_err(), "the first check ended before its fetch");
+
+    verifier
+        .verify(&token)
+        .await
+        .expect("the next check finds the keys the abandoned one fetched");
+    assert_eq!(issuer.fetches(), 1);
+}
+
+#[tokio::test]
 async fn a_withdrawn_key_stops_verifying_once_the_cache_expires() {
     let issuer = TestIssuer::start().await;
     let verifier = JwksVerifier::new(short_cache(&issuer));
