@@ -74,13 +74,15 @@ pub struct RateLimitConfig {
     /// `RATE_LIMIT_ENABLED`, default true. Off only for load generated on purpose (the bench,
     /// the chaos scenarios): nothing else stands between the internet and password guessing.
     pub enabled: bool,
-    /// `RATE_LIMIT_LOGIN_PER_IP_{BURST,PER_MIN}`, default 20 and 30: logins from one address
-    /// (one /64 for IPv6), whatever the email.
+    /// `RATE_LIMIT_LOGIN_PER_IP_{BURST,PER_MIN}`, default 5 and 30: logins from one address
+    /// (one /64 for IPv6), whatever the email. The bursts of one address, login's and
+    /// register's together, stay below the hash queue's room (4 x 2 threads queued + 2
+    /// running by default), so one address cannot fill it and turn others away with 503.
     pub login_per_ip: Rate,
     /// `RATE_LIMIT_LOGIN_PER_EMAIL_{BURST,PER_MIN}`, default 10 and 1: logins for one email,
     /// from any address; the brute-force limit of one account.
     pub login_per_email: Rate,
-    /// `RATE_LIMIT_REGISTER_PER_IP_{BURST,PER_MIN}`, default 10 and 6: registrations from one
+    /// `RATE_LIMIT_REGISTER_PER_IP_{BURST,PER_MIN}`, default 3 and 6: registrations from one
     /// address.
     pub register_per_ip: Rate,
     /// `RATE_LIMIT_REGISTER_PER_EMAIL_{BURST,PER_MIN}`, default 3 and 1: registrations of one
@@ -97,9 +99,9 @@ impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            login_per_ip: Rate::new(20, 30),
+            login_per_ip: Rate::new(5, 30),
             login_per_email: Rate::new(10, 1),
-            register_per_ip: Rate::new(10, 6),
+            register_per_ip: Rate::new(3, 6),
             register_per_email: Rate::new(3, 1),
             trusted_proxies: Vec::new(),
         }
