@@ -39,9 +39,19 @@ async fn every_service_answers_what_is_in_flight_then_closes_its_connections_and
     .await;
     assert_graceful_shutdown(auth, TEST_SHUTDOWN_TIMEOUT, None).await;
 
+    let orders = TestApp::spawn_ready::<orders::Orders>(orders::config::Config {
+        server: orders_db.server_config(),
+        amqp: amqp.clone(),
+        jwks: issuer.jwks_config(),
+        prefetch: 8,
+    })
+    .await;
+    assert_graceful_shutdown(orders, TEST_SHUTDOWN_TIMEOUT, Some(&queue)).await;
+
+    // After orders, which declares the queue products only looks up.
     let products = TestApp::spawn_ready::<products::Products>(products::config::Config {
         server: products_db.server_config(),
-        amqp: amqp.clone(),
+        amqp,
         rpc_timeout: Duration::from_secs(5),
         reply_mode: ReplyMode::Direct,
         jwks: issuer.jwks_config(),
@@ -49,13 +59,4 @@ async fn every_service_answers_what_is_in_flight_then_closes_its_connections_and
     })
     .await;
     assert_graceful_shutdown(products, TEST_SHUTDOWN_TIMEOUT, None).await;
-
-    let orders = TestApp::spawn_ready::<orders::Orders>(orders::config::Config {
-        server: orders_db.server_config(),
-        amqp,
-        jwks: issuer.jwks_config(),
-        prefetch: 8,
-    })
-    .await;
-    assert_graceful_shutdown(orders, TEST_SHUTDOWN_TIMEOUT, Some(&queue)).await;
 }

@@ -105,7 +105,10 @@ async fn tokens_and_registrations_are_never_stored_by_a_cache_while_the_jwks_may
             response.url()
         );
     }
-    assert_eq!(jwks.headers().get(header::CACHE_CONTROL), None);
+    assert_eq!(
+        jwks.headers().get(header::CACHE_CONTROL),
+        Some(&header::HeaderValue::from_static("public, max-age=300"))
+    );
 }
 
 /// Writes `sent` to a fresh connection to `port`, then sends nothing more and returns what
