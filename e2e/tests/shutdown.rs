@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use common::{
-    amqp::ReplyMode,
+    amqp::{ReplyMode, declare_work_queue},
     config::AmqpConfig,
     testing::{
         TEST_SHUTDOWN_TIMEOUT, TestApp, TestDatabase, TestIssuer, amqp_url,
-        assert_graceful_shutdown, delete_queue_on_drop, require_broker, unique_queue,
+        assert_graceful_shutdown, broker_connection, delete_queue_on_drop, require_broker,
+        unique_queue,
     },
 };
 
@@ -18,6 +19,14 @@ async fn every_service_answers_what_is_in_flight_then_closes_its_connections_and
     let issuer = TestIssuer::start().await;
     let queue = unique_queue("shutdown");
     delete_queue_on_drop(&queue);
+    // Made before products starts, as the broker's definitions make it in a deployment:
+    // products only looks it up, and orders starts after it here.
+    let broker = broker_connection().await;
+    let channel = broker.create_channel().await.expect("open a channel");
+    declare_work_queue(&channel, &queue)
+        .await
+        .expect("declare the order queue");
+    let _ = broker.close(200, "declared".into()).await;
     let amqp = AmqpConfig {
         url: amqp_url(),
         order_queue: queue.clone(),
