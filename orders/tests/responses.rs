@@ -3,11 +3,11 @@
 
 mod support;
 
-use common::{ids::UserId, testing::openapi::assert_document_matches_routes};
-use reqwest::{
-    StatusCode,
-    header::{self, HeaderValue},
+use common::{
+    ids::UserId,
+    testing::{assert_not_stored, openapi::assert_document_matches_routes},
 };
+use reqwest::StatusCode;
 use support::TestApp;
 
 #[tokio::test]
@@ -29,16 +29,6 @@ async fn a_users_orders_are_never_stored_by_a_cache() {
     assert_eq!(list.status(), StatusCode::OK);
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     for response in [list, missing] {
-        assert_eq!(
-            response.headers().get(header::CACHE_CONTROL),
-            Some(&HeaderValue::from_static("no-store")),
-            "{} {}",
-            response.url(),
-            response.status()
-        );
-        assert_eq!(
-            response.headers().get(header::X_CONTENT_TYPE_OPTIONS),
-            Some(&HeaderValue::from_static("nosniff"))
-        );
+        assert_not_stored(&response);
     }
 }

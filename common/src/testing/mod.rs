@@ -173,3 +173,20 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Asserts that `response` tells caches not to store it (`Cache-Control: no-store`) and
+/// browsers not to sniff its content type.
+pub fn assert_not_stored(response: &reqwest::Response) {
+    use reqwest::header::{CACHE_CONTROL, HeaderValue, X_CONTENT_TYPE_OPTIONS};
+    let what = format!("{} {}", response.url(), response.status());
+    assert_eq!(
+        response.headers().get(CACHE_CONTROL),
+        Some(&HeaderValue::from_static("no-store")),
+        "{what}"
+    );
+    assert_eq!(
+        response.headers().get(X_CONTENT_TYPE_OPTIONS),
+        Some(&HeaderValue::from_static("nosniff")),
+        "{what}"
+    );
+}

@@ -253,9 +253,12 @@ impl System {
             keys,
             token_ttl: Duration::from_secs(15 * 60),
             hash_concurrency: 2,
-            hash_queue: auth::password::HashQueueConfig::for_concurrency(2),
-            // The tests register and log in many users from 127.0.0.1 at once; the limits
-            // have tests of their own in auth.
+            // The tests register and log in many users from 127.0.0.1 at once (hundreds in
+            // broker_restart); the queue bound and the limits have tests of their own in auth.
+            hash_queue: auth::password::HashQueueConfig {
+                capacity: 1024,
+                deadline: Duration::from_secs(60),
+            },
             rate_limits: auth::limits::RateLimitConfig {
                 enabled: false,
                 ..auth::limits::RateLimitConfig::default()
