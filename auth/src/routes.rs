@@ -18,7 +18,7 @@ use crate::{
     limits::{Action, RateLimits},
     password::Hasher,
     store,
-    token::TokenIssuer,
+    token::{JWKS_MAX_AGE, TokenIssuer},
 };
 
 /// Mounts every route of the service.
@@ -250,5 +250,9 @@ async fn log_in(
         content_type = "application/json", body = Object))
 )]
 pub(crate) async fn jwks(issuer: web::Data<TokenIssuer>) -> HttpResponse {
-    HttpResponse::Ok().json(issuer.jwks())
+    // How long verifiers may keep the set before they must fetch it again.
+    let cache_control = format!("public, max-age={}", JWKS_MAX_AGE.as_secs());
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", cache_control))
+        .json(issuer.jwks())
 }

@@ -1,7 +1,7 @@
 //! What auth adds to the service skeleton: its signing key, its password hasher and its
 //! routes, and the `admin grant` and `keys` commands.
 
-use actix_web::{middleware::from_fn, web};
+use actix_web::web;
 use anyhow::Context;
 use clap::Subcommand;
 use common::{
@@ -122,11 +122,7 @@ impl Service for Auth {
                 .app_data(logins.clone())
                 .app_data(limits.clone())
                 .app_data(trusted.clone())
-                .service(
-                    web::scope("")
-                        .wrap(from_fn(token::cache_jwks))
-                        .configure(routes::configure),
-                );
+                .configure(routes::configure);
         }))
     }
 

@@ -7,12 +7,6 @@ use std::{
     time::Duration,
 };
 
-use actix_web::{
-    body::MessageBody,
-    dev::{ServiceRequest, ServiceResponse},
-    http::header::{self, HeaderValue},
-    middleware::Next,
-};
 use anyhow::Context;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use common::jwt::{AUDIENCE, Claims, ISSUER, TOKEN_TYPE};
@@ -26,9 +20,6 @@ use jsonwebtoken::{
 };
 
 use crate::{config::KeyConfig, entity::user};
-
-/// Where the key set is served.
-pub const JWKS_PATH: &str = "/auth/.well-known/jwks.json";
 
 /// How long verifiers may keep the key set (`Cache-Control: max-age`): a key withdrawn from
 /// it stops being trusted within this time. A new key needs no wait: its unknown `kid` makes
@@ -177,23 +168,6 @@ impl TokenIssuer {
             expires_in: ttl,
         })
     }
-}
-
-/// Middleware that tells verifiers how long they may keep the key set.
-pub async fn cache_jwks(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let is_jwks = req.path() == JWKS_PATH;
-    let mut response = next.call(req).await?;
-    if is_jwks && response.status().is_success() {
-        let value = format!("public, max-age={}", JWKS_MAX_AGE.as_secs());
-        response.headers_mut().insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_str(&value).expect("a valid header value"),
-        );
-    }
-    Ok(response)
 }
 
 /// The public JWK of `key`, named by its RFC 7638 thumbprint: the same key gives the same kid
