@@ -232,13 +232,12 @@ async fn log_in(
     };
     let token = issuer.issue(&user)?;
     tracing::info!(user_id = %user.id, "user logged in");
-    Ok(HttpResponse::Ok()
-        .insert_header(("Cache-Control", "no-store"))
-        .json(TokenResponse {
-            access_token: token.token,
-            token_type: "Bearer",
-            expires_in: token.expires_in,
-        }))
+    // `Cache-Control: no-store`, as on every POST, comes from the shared HTTP setup.
+    Ok(HttpResponse::Ok().json(TokenResponse {
+        access_token: token.token,
+        token_type: "Bearer",
+        expires_in: token.expires_in,
+    }))
 }
 
 /// The public keys that verify access tokens.
