@@ -14,8 +14,9 @@ and on the whole output: no credential as a literal in a ConfigMap or an env val
 committed, the JWT signing key reaching auth only (each other Secret only its own workload), the
 restricted Pod Security Standard on the namespace, a default-deny NetworkPolicy, RabbitMQ
 definitions that match common/src/amqp/topology.rs argument for argument (with products unable
-to configure the order queue) and a max_message_size, and an Ingress that
-does not route GET /metrics. Where the monitoring component (kube/components/monitoring) is
+to configure the order queue) and a max_message_size, and two Ingresses for one host that
+limit each client address (login and register, in shop-credentials, more strictly) and do not
+route GET /metrics. Where the monitoring component (kube/components/monitoring) is
 included (prod must, dev must not: kind has no Prometheus Operator): a ServiceMonitor scraping
 /metrics of exactly the three services, a PrometheusRule whose spec is
 monitoring/prometheus/alerts.yml and whose alerts all have a severity, a summary and a
@@ -345,24 +346,49 @@ def check_network_policies(r: Report, objs: list[dict], overlay: str) -> None:
 
 
 def check_ingress(r: Report, objs: list[dict], overlay: str) -> None:
-    ingresses = [o for o in objs if o["kind"] == "Ingress"]
-    if not r.check(f"{overlay}: one Ingress", len(ingresses) == 1):
+    ingresses = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Ingress"}
+    if not r.check(f"{overlay}: the Ingresses shop and shop-credentials", set(ingresses) == {"shop", "shop-credentials"},
+                   ", ".join(ingresses)):
         return
-    spec = ingresses[0]["spec"]
-    r.check(f"{overlay}: Ingress has a class", bool(spec.get("ingressClassName")))
-    r.check(f"{overlay}: Ingress terminates TLS from a Secret",
-            bool(spec.get("tls")) and all(t.get("secretName") for t in spec["tls"]))
+    for name, ingress in ingresses.items():
+        spec = ingress["spec"]
+        r.check(f"{overlay}: Ingress {name} has a class", bool(spec.get("ingressClassName")))
+        r.check(f"{overlay}: Ingress {name} terminates TLS from a Secret",
+                bool(spec.get("tls")) and all(t.get("secretName") for t in spec["tls"]))
+        metrics = [p["path"] for rule in spec["rules"] for p in rule["http"]["paths"] if routes_path(p, "/metrics")]
+        r.check(f"{overlay}: Ingress {name} does not route /metrics", not metrics and "defaultBackend" not in spec,
+                f"paths {metrics}" if metrics else "a defaultBackend takes every path")
+    main, credentials = ingresses["shop"], ingresses["shop-credentials"]
+    hosts = {name: sorted(rule.get("host", "") for rule in o["spec"]["rules"]) for name, o in ingresses.items()}
+    r.check(f"{overlay}: both Ingresses serve the same host", hosts["shop"] == hosts["shop-credentials"], str(hosts))
     routes = {p["path"]: p["backend"]["service"]["name"]
-              for rule in spec["rules"] for p in rule["http"]["paths"]}
-    r.check(f"{overlay}: Ingress routes /auth, /products, /orders to their services",
+              for rule in main["spec"]["rules"] for p in rule["http"]["paths"]}
+    r.check(f"{overlay}: Ingress shop routes /auth, /products, /orders to their services",
             routes == {f"/{s}": s for s in SERVICES}, str(routes))
-    annotations = ingresses[0]["metadata"].get("annotations", {})
-    limits = {k: annotations.get(f"nginx.ingress.kubernetes.io/{k}", "") for k in ("limit-rps", "limit-connections")}
-    r.check(f"{overlay}: Ingress limits requests and connections per client address",
-            all(v.isdigit() and int(v) > 0 for v in limits.values()), str(limits))
-    metrics = [p["path"] for rule in spec["rules"] for p in rule["http"]["paths"] if routes_path(p, "/metrics")]
-    r.check(f"{overlay}: Ingress does not route /metrics", not metrics and "defaultBackend" not in spec,
-            f"paths {metrics}" if metrics else "a defaultBackend takes every path")
+    exact = {(p["path"], p.get("pathType"), p["backend"]["service"]["name"])
+             for rule in credentials["spec"]["rules"] for p in rule["http"]["paths"]}
+    r.check(f"{overlay}: Ingress shop-credentials routes exactly /auth/login and /auth/register to auth",
+            exact == {("/auth/login", "Exact", "auth"), ("/auth/register", "Exact", "auth")}, str(sorted(exact)))
+    main_limits, credential_limits = (edge_limits(o) for o in (main, credentials))
+    r.check(f"{overlay}: Ingress shop limits requests and connections per client address",
+            all(main_limits.values()), str(main_limits))
+    r.check(f"{overlay}: Ingress shop-credentials limits login and register more strictly",
+            all(credential_limits.values())
+            and credential_limits["per_minute"] < main_limits["per_minute"]
+            and credential_limits["connections"] < main_limits["connections"],
+            f"{credential_limits} against {main_limits}")
+
+
+def edge_limits(ingress: dict) -> dict[str, int]:
+    """ingress-nginx's per-address limits of an Ingress: requests a minute (from limit-rps or
+    limit-rpm) and connections; 0 where unset or not a positive whole number."""
+    annotations = ingress["metadata"].get("annotations", {})
+
+    def number(key: str) -> int:
+        value = annotations.get(f"nginx.ingress.kubernetes.io/{key}", "")
+        return int(value) if value.isdigit() else 0
+
+    return {"per_minute": number("limit-rps") * 60 or number("limit-rpm"), "connections": number("limit-connections")}
 
 
 def routes_path(path_rule: dict, request_path: str) -> bool:
