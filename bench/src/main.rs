@@ -394,6 +394,7 @@ async fn orders_worker(
             email: "buyer@example.com".to_owned(),
             lines,
             idempotency_key: Some(uuid::Uuid::new_v4().to_string()),
+            reservation_id: None,
         };
         let start = tokio::time::Instant::now();
         let outcome = match client.call(&request, Default::default()).await {

@@ -80,13 +80,18 @@ impl DatabaseConfig {
     }
 }
 
-/// Settings of the RabbitMQ connection and the order queue.
+/// Settings of the RabbitMQ connection and the queues products and orders share.
 #[derive(Debug, Clone)]
 pub struct AmqpConfig {
     /// `AMQP_URL`, default `amqp://guest:guest@127.0.0.1:5672/%2f`.
     pub url: String,
     /// `ORDER_QUEUE`, default `ORDER`.
     pub order_queue: String,
+    /// `RESOLVE_QUEUE`, default `ORDER_RESOLVE`: where products asks orders how a reservation
+    /// ended.
+    pub resolve_queue: String,
+    /// `EVENTS_EXCHANGE`, default `shop.events`: the topic exchange of order events.
+    pub events_exchange: String,
 }
 
 impl AmqpConfig {
@@ -94,7 +99,21 @@ impl AmqpConfig {
     pub fn from_env() -> Self {
         Self {
             url: var_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
-            order_queue: var_or("ORDER_QUEUE", "ORDER"),
+            order_queue: var_or("ORDER_QUEUE", crate::messages::DEFAULT_ORDER_QUEUE),
+            resolve_queue: var_or("RESOLVE_QUEUE", crate::messages::DEFAULT_RESOLVE_QUEUE),
+            events_exchange: var_or("EVENTS_EXCHANGE", crate::messages::EVENTS_EXCHANGE),
+        }
+    }
+
+    /// The broker at `url` with the order queue `order_queue`, and a resolve queue and an events
+    /// exchange named after it (`<order_queue>_RESOLVE`, `<order_queue>.events`), so that a
+    /// test's one unique queue name keeps all three apart from every other test's.
+    pub fn with_order_queue(url: String, order_queue: String) -> Self {
+        Self {
+            url,
+            resolve_queue: format!("{order_queue}_RESOLVE"),
+            events_exchange: format!("{order_queue}.events"),
+            order_queue,
         }
     }
 }

@@ -77,3 +77,7 @@ typed_id!(
     /// The id of an order.
     OrderId
 );
+typed_id!(
+    /// The id of a stock reservation products makes before it asks orders to store a buy.
+    ReservationId
+);

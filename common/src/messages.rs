@@ -1,16 +1,25 @@
-//! The message contract between products and orders: `order.create.v1` and its reply.
+//! The message contract between products and orders: the requests `order.create.v1` and
+//! `order.resolve-reservation.v1` with their replies, and the events `order.created.v1` and
+//! `order.cancelled.v1` that orders publishes to the topic exchange [`EVENTS_EXCHANGE`].
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
     amqp::RpcRequest,
-    ids::{OrderId, ProductId, UserId},
+    ids::{OrderId, ProductId, ReservationId, UserId},
     problem::Problem,
 };
 
 /// The default name of the queue buy requests go to (`ORDER_QUEUE`).
 pub const DEFAULT_ORDER_QUEUE: &str = "ORDER";
+
+/// The default name of the queue reservation questions go to (`RESOLVE_QUEUE`).
+pub const DEFAULT_RESOLVE_QUEUE: &str = "ORDER_RESOLVE";
+
+/// The durable topic exchange orders publishes its events to, each with its
+/// [`Event::ROUTING_KEY`] as routing key.
+pub const EVENTS_EXCHANGE: &str = "shop.events";
 
 /// A buy, priced by products from its own database, for orders to store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +34,12 @@ pub struct CreateOrderV1 {
     /// The client's `Idempotency-Key`, when it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The stock products set aside for this buy. Absent from requests of a products that
+    /// predates stock; orders stores the order either way. Deploy orders before products: an
+    /// older orders refuses the field (it refuses unknown fields), and products then releases the
+    /// stock and answers the problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<ReservationId>,
 }
 
 /// One priced line of a buy request.
@@ -97,6 +112,108 @@ impl RpcRequest for CreateOrderV1 {
     }
 }
 
+/// products asks orders how the buy behind a reservation ended, when it never heard: its call
+/// timed out, or it crashed before the reply. orders answers for good: once it has answered
+/// [`ResolveReservationReplyV1::Refused`], it refuses every later `order.create.v1` carrying
+/// this reservation, so products can return the stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveReservationV1 {
+    /// The reservation in question.
+    pub reservation_id: ReservationId,
+}
+
+/// How the buy behind a reservation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolveReservationReplyV1 {
+    /// An order was stored with this reservation.
+    Ordered {
+        /// That order.
+        order_id: OrderId,
+    },
+    /// No order was stored with it, and none ever will be.
+    Refused,
+    /// The question could not be answered (try again later).
+    Problem(Problem),
+}
+
+impl RpcRequest for ResolveReservationV1 {
+    const MESSAGE_TYPE: &'static str = "order.resolve-reservation.v1";
+    type Reply = ResolveReservationReplyV1;
+    const REPLY_OUTCOMES: &'static [&'static str] = &["ordered", "refused", "problem"];
+
+    fn reply_outcome(reply: &ResolveReservationReplyV1) -> &'static str {
+        match reply {
+            ResolveReservationReplyV1::Ordered { .. } => "ordered",
+            ResolveReservationReplyV1::Refused => "refused",
+            ResolveReservationReplyV1::Problem(_) => "problem",
+        }
+    }
+}
+
+/// An event orders publishes to [`EVENTS_EXCHANGE`]: persistent, confirmed, with a unique
+/// `message_id` by which every consumer deduplicates (delivery is at least once), `type` and
+/// routing key [`Event::ROUTING_KEY`], `content_type` `application/json`.
+///
+/// Events ignore fields they do not know (unlike requests), so a field can be added to a
+/// version without stopping older consumers; removing or changing one makes a new version.
+pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The routing key and `type` property, e.g. `order.created.v1`.
+    const ROUTING_KEY: &'static str;
+}
+
+/// One line of an order, as events carry it: what stock it took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLineV1 {
+    /// The product bought.
+    pub product_id: ProductId,
+    /// How many.
+    pub quantity: i32,
+}
+
+/// An order was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCreatedV1 {
+    /// The order.
+    pub order_id: OrderId,
+    /// Its buyer.
+    pub user_id: UserId,
+    /// The stock products reserved for it; absent for a buy made without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<ReservationId>,
+    /// Its lines.
+    pub items: Vec<EventLineV1>,
+    /// Its total, in cents.
+    pub total_cents: i64,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Event for OrderCreatedV1 {
+    const ROUTING_KEY: &'static str = "order.created.v1";
+}
+
+/// An order was cancelled by its buyer; its stock may be returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCancelledV1 {
+    /// The order.
+    pub order_id: OrderId,
+    /// Its buyer.
+    pub user_id: UserId,
+    /// The stock products reserved for it; absent for a buy made without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<ReservationId>,
+    /// Its lines.
+    pub items: Vec<EventLineV1>,
+    /// When it was cancelled.
+    pub cancelled_at: DateTime<Utc>,
+}
+
+impl Event for OrderCancelledV1 {
+    const ROUTING_KEY: &'static str = "order.cancelled.v1";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +242,7 @@ mod tests {
                 })
                 .collect(),
             idempotency_key: Some("k".repeat(crate::domain::IdempotencyKey::MAX_LEN)),
+            reservation_id: Some(ReservationId::new()),
         }
     }
 
@@ -147,5 +265,42 @@ mod tests {
         let reply = CreateOrderReplyV1::Problem(Problem::bad_request("no"));
         let json = serde_json::to_value(&reply).unwrap();
         assert_eq!(json["problem"]["status"], 400);
+    }
+
+    #[test]
+    fn a_request_without_a_reservation_still_parses() {
+        let body = serde_json::json!({
+            "user_id": uuid::Uuid::nil(), "email": "a@b.c", "lines": []
+        });
+        let request: CreateOrderV1 = serde_json::from_value(body).unwrap();
+        assert_eq!(request.reservation_id, None);
+    }
+
+    #[test]
+    fn a_resolve_reply_says_ordered_or_refused() {
+        let order_id = OrderId::new();
+        let ordered =
+            serde_json::to_value(ResolveReservationReplyV1::Ordered { order_id }).unwrap();
+        assert_eq!(ordered["ordered"]["order_id"], order_id.to_string());
+        let refused = serde_json::to_value(ResolveReservationReplyV1::Refused).unwrap();
+        assert_eq!(refused, "refused");
+    }
+
+    #[test]
+    fn an_event_with_a_field_added_later_still_parses() {
+        let body = serde_json::json!({
+            "order_id": uuid::Uuid::nil(), "user_id": uuid::Uuid::nil(),
+            "items": [{"product_id": uuid::Uuid::nil(), "quantity": 2, "added": true}],
+            "cancelled_at": "2026-12-03T12:00:00Z", "reason": "added in a later release"
+        });
+        let event: OrderCancelledV1 = serde_json::from_value(body).unwrap();
+        assert_eq!(event.items[0].quantity, 2);
+        assert_eq!(event.reservation_id, None);
+    }
+
+    #[test]
+    fn each_event_has_its_own_routing_key() {
+        assert_eq!(OrderCreatedV1::ROUTING_KEY, "order.created.v1");
+        assert_eq!(OrderCancelledV1::ROUTING_KEY, "order.cancelled.v1");
     }
 }

@@ -14,11 +14,16 @@ use common::{
     amqp::{
         Broker, CallOptions, DELIVERY_LIMIT, HEADER_DEAD_LETTER_REASON, HEADER_DEADLINE_MS,
         HEADER_REQUEST_ID, Incoming, Outcome, ReplyMode, RpcClient, RpcError, dead_letter_queue,
+        declare_event_queue, declare_events_exchange,
     },
-    testing::{unique_queue, wait_until},
+    testing::{consume_without_acks, unique_queue, wait_until},
 };
-use futures::future::join_all;
-use lapin::types::ShortString;
+use futures::{StreamExt, future::join_all};
+use lapin::{
+    BasicProperties,
+    options::{BasicPublishOptions, ExchangeDeleteOptions},
+    types::ShortString,
+};
 use support::{Echo, EchoReply, Raw, Seen, Server, connected_broker, echo_server, serve_with};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -727,4 +732,55 @@ async fn closing_the_broker_returns_even_when_rabbitmq_stops_answering() {
     .await
     .expect("Broker::close must give up on a silent broker");
     assert!(started.elapsed() >= common::amqp::CLOSE_TIMEOUT - Duration::from_millis(100));
+}
+
+#[tokio::test]
+async fn an_event_queue_receives_the_events_of_its_routing_keys_only() {
+    let raw = Raw::connect().await;
+    let channel = raw.channel().await;
+    let queue = unique_queue("test.events");
+    let exchange = format!("{queue}.exchange");
+
+    // Twice: every (re)subscription declares again, and that must change nothing.
+    for _ in 0..2 {
+        declare_events_exchange(&channel, &exchange)
+            .await
+            .expect("declare the exchange");
+        declare_event_queue(&channel, &exchange, &queue, &["order.created.v1"])
+            .await
+            .expect("declare and bind the queue");
+    }
+    for key in ["order.created.v1", "order.cancelled.v1", "order.created.v2"] {
+        channel
+            .basic_publish(
+                exchange.as_str().into(),
+                key.into(),
+                BasicPublishOptions::default(),
+                key.as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("sent");
+    }
+
+    let mut deliveries = consume_without_acks(&channel, &queue).await;
+    let first = tokio::time::timeout(PATIENT, deliveries.next())
+        .await
+        .expect("the bound event arrives")
+        .expect("a delivery")
+        .expect("not an error");
+    assert_eq!(first.data, b"order.created.v1");
+    let more = tokio::time::timeout(Duration::from_millis(300), deliveries.next()).await;
+    assert!(
+        more.is_err(),
+        "only the bound routing key arrives: {more:?}"
+    );
+
+    raw.delete_work_queue(&queue).await;
+    channel
+        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+        .await
+        .expect("delete the exchange");
 }

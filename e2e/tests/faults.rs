@@ -47,6 +47,7 @@ fn order_request(user: &User, product: &Value, quantity: i32) -> CreateOrderV1 {
             quantity,
         }],
         idempotency_key: None,
+        reservation_id: None,
     }
 }
 

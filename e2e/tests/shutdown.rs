@@ -27,10 +27,7 @@ async fn every_service_answers_what_is_in_flight_then_closes_its_connections_and
         .await
         .expect("declare the order queue");
     let _ = broker.close(200, "declared".into()).await;
-    let amqp = AmqpConfig {
-        url: amqp_url(),
-        order_queue: queue.clone(),
-    };
+    let amqp = AmqpConfig::with_order_queue(amqp_url(), queue.clone());
     let (auth_db, products_db, orders_db) = tokio::join!(
         TestDatabase::create(),
         TestDatabase::create(),

@@ -340,6 +340,7 @@ mod tests {
             email: "buyer@example.com".to_owned(),
             lines,
             idempotency_key: key.map(str::to_owned),
+            reservation_id: None,
         }
     }
 

@@ -23,7 +23,8 @@ pub use broker::{Broker, CLOSE_TIMEOUT};
 pub use client::RpcClient;
 pub use server::{ConsumerMetrics, Hooks, ServeOptions, serve, serve_with};
 pub use topology::{
-    DELIVERY_LIMIT, check_work_queue, dead_letter_queue, declare_reply_queue, declare_work_queue,
+    DELIVERY_LIMIT, check_work_queue, dead_letter_queue, declare_event_queue,
+    declare_events_exchange, declare_reply_queue, declare_work_queue,
 };
 
 /// The `content_type` of every request and reply.

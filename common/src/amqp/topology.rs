@@ -1,4 +1,5 @@
-//! The work queue and its dead-letter queue, and the per-request reply queue.
+//! The work queue and its dead-letter queue, the per-request reply queue, and the events
+//! exchange with the queues its consumers bind to it.
 //!
 //! The work queue belongs to its consumer: the broker's definitions create it in a deployment
 //! (`kube/base/rabbitmq/20-queues.json`, also mounted by `docker-compose.yml`), and the server
@@ -11,8 +12,8 @@
 
 use anyhow::Context;
 use lapin::{
-    Channel,
-    options::QueueDeclareOptions,
+    Channel, ExchangeKind,
+    options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
 
@@ -85,6 +86,53 @@ pub async fn check_work_queue(channel: &Channel, name: &str) -> anyhow::Result<(
         )
         .await
         .with_context(|| format!("look up work queue {name}"))?;
+    Ok(())
+}
+
+/// Declares the durable topic exchange `name` that events are published to
+/// ([`EVENTS_EXCHANGE`](crate::messages::EVENTS_EXCHANGE) in a deployment). Its publisher
+/// (orders) calls it; it needs the right to configure the exchange. Idempotent.
+pub async fn declare_events_exchange(channel: &Channel, name: &str) -> anyhow::Result<()> {
+    channel
+        .exchange_declare(
+            name.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                // Survives a broker restart, like the queues bound to it.
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("declare exchange {name}"))?;
+    Ok(())
+}
+
+/// Declares the consumer's own durable quorum queue `name` with its dead-letter queue, exactly
+/// as [`declare_work_queue`] does, and binds it to the events exchange `exchange` for each of
+/// `routing_keys`. The exchange must exist already (its publisher or the broker's definitions
+/// make it); a missing one is an error (NOT_FOUND) that closes `channel`. Needs the right to
+/// configure both queues, to write to `name` and to read from the exchange. Idempotent.
+pub async fn declare_event_queue(
+    channel: &Channel,
+    exchange: &str,
+    name: &str,
+    routing_keys: &[&str],
+) -> anyhow::Result<()> {
+    declare_work_queue(channel, name).await?;
+    for key in routing_keys {
+        channel
+            .queue_bind(
+                name.into(),
+                exchange.into(),
+                (*key).into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("bind {name} to {exchange} for {key}"))?;
+    }
     Ok(())
 }
 

@@ -308,10 +308,7 @@ impl System {
     }
 
     fn amqp(&self) -> AmqpConfig {
-        AmqpConfig {
-            url: testing::amqp_url(),
-            order_queue: self.order_queue.clone(),
-        }
+        AmqpConfig::with_order_queue(testing::amqp_url(), self.order_queue.clone())
     }
 
     fn jwks_url(&self) -> String {

@@ -75,10 +75,7 @@ impl TestApp {
         let queue = unique_queue("orders-test");
         let config = Config {
             server: database.server_config(),
-            amqp: AmqpConfig {
-                url: amqp_url(),
-                order_queue: queue.clone(),
-            },
+            amqp: AmqpConfig::with_order_queue(amqp_url(), queue.clone()),
             jwks: issuer.jwks_config(),
             prefetch,
         };
@@ -133,6 +130,7 @@ pub fn request(user: UserId, lines: &[(ProductId, i64, i32)], key: Option<&str>)
             })
             .collect(),
         idempotency_key: key.map(str::to_owned),
+        reservation_id: None,
     }
 }
 

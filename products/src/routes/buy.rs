@@ -137,6 +137,7 @@ pub async fn buy(
         email: user.email,
         lines,
         idempotency_key: key.map(IdempotencyKey::into_string),
+        reservation_id: None,
     };
     let opts = CallOptions {
         message_id: None,

@@ -87,10 +87,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let issuer = TestIssuer::start().await;
     let config = Config {
         server: db.server_config(),
-        amqp: AmqpConfig {
-            url: options.amqp_url,
-            order_queue: queue.clone(),
-        },
+        amqp: AmqpConfig::with_order_queue(options.amqp_url, queue.clone()),
         rpc_timeout: options.rpc_timeout,
         reply_mode: options.reply_mode,
         jwks: issuer.jwks_config(),
