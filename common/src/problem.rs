@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 /// The media type of every error body.
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+/// Where the `type` URIs of the shop's own problems start: `type` is this plus a name, such as
+/// `out-of-stock`, that clients may branch on ([`Problem::of_type`]).
+pub const TYPE_BASE: &str = "https://shop.example.com/problems/";
+
 /// An RFC 9457 problem. Its `detail` is written for the client and never carries internal text.
 /// Some problems carry extension members besides these (`/readyz` adds `checks`).
 #[derive(
@@ -39,6 +43,11 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
         }
+    }
+
+    /// A problem of the shop's own kind `name` ([`TYPE_BASE`] + `name`).
+    pub fn of_type(status: StatusCode, name: &str, detail: impl Into<String>) -> Self {
+        Self::new(status, detail).with_type(format!("{TYPE_BASE}{name}"))
     }
 
     /// The same problem with a `type` URI naming its kind.

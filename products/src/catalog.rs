@@ -33,7 +33,13 @@ use prometheus::{IntCounterVec, Opts};
 use sea_orm::DatabaseConnection;
 use tokio::sync::Semaphore;
 
-use crate::{domain::NewProduct, entity::product, error::Error, routes::ProductBody, store};
+use crate::{
+    domain::{NewProduct, ProductChanges},
+    entity::product,
+    error::Error,
+    routes::ProductBody,
+    store,
+};
 
 /// What an entry costs beyond the bytes of its text, roughly: the cache's own node and
 /// bookkeeping, the key, the row's fixed-size fields and the reference count. Counted so that
@@ -237,13 +243,29 @@ impl Catalog {
     /// Adds `new` to the catalog; this replica's listing shows it from the next request on.
     pub async fn insert(&self, new: &NewProduct) -> Result<product::Model, Error> {
         let row = store::insert(&self.db, new).await?;
+        self.refresh(&row).await;
+        Ok(row)
+    }
+
+    /// Changes the product `id`; this replica shows the change from the next request on.
+    pub async fn update(
+        &self,
+        id: ProductId,
+        changes: &ProductChanges,
+    ) -> Result<product::Model, Error> {
+        let row = store::update(&self.db, id, changes).await?;
+        self.refresh(&row).await;
+        Ok(row)
+    }
+
+    /// Puts `row` as stored into the caches, and drops every cached page (each may hold it).
+    async fn refresh(&self, row: &product::Model) {
         if let Some(caches) = &self.caches {
             caches.generation.fetch_add(1, Ordering::AcqRel);
             // The older pages would only expire; dropping them now frees their memory.
             caches.pages.invalidate_all();
             caches.products.insert(row.id, Arc::new(row.clone())).await;
         }
-        Ok(row)
     }
 }
 
@@ -288,6 +310,7 @@ impl From<product::Model> for ProductBody {
             price_cents: row.price_cents,
             image_url: row.image_url,
             created_at: row.created_at,
+            stock: row.stock,
         }
     }
 }

@@ -141,6 +141,60 @@ impl TryFrom<String> for ImageUrl {
     }
 }
 
+/// Units of a product left to sell: 0 to [`Stock::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stock(i32);
+
+impl Stock {
+    /// The most units a product may hold: a billion, well inside the column's `INTEGER`.
+    pub const MAX: i32 = 1_000_000_000;
+
+    /// The number of units.
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for Stock {
+    type Error = Invalid;
+
+    fn try_from(value: i64) -> Result<Self, Invalid> {
+        match i32::try_from(value) {
+            Ok(stock) if (0..=Self::MAX).contains(&stock) => Ok(Self(stock)),
+            _ => Err(Invalid::new(format!(
+                "stock must be between 0 and {}, not {value}",
+                Self::MAX
+            ))),
+        }
+    }
+}
+
+/// Units added to a product's stock by a restock: 1 to [`Stock::MAX`]; the sum must stay within
+/// [`Stock::MAX`] too, which only the database can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restock(i32);
+
+impl Restock {
+    /// The number of units added.
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for Restock {
+    type Error = Invalid;
+
+    fn try_from(value: i64) -> Result<Self, Invalid> {
+        match i32::try_from(value) {
+            Ok(added) if (1..=Stock::MAX).contains(&added) => Ok(Self(added)),
+            _ => Err(Invalid::new(format!(
+                "add_stock must be between 1 and {}, not {value}",
+                Stock::MAX
+            ))),
+        }
+    }
+}
+
 /// A product about to be added to the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewProduct {
@@ -152,6 +206,32 @@ pub struct NewProduct {
     pub price: Price,
     /// Its picture, if any.
     pub image_url: Option<ImageUrl>,
+    /// Its stock; `None` leaves it untracked (never short).
+    pub stock: Option<Stock>,
+}
+
+/// How a change sets a product's stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockChange {
+    /// To this many units, tracked from now on.
+    Set(Stock),
+    /// Up by this many units; the product's stock must be tracked already.
+    Add(Restock),
+}
+
+/// What an admin changes on a product: at least one field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProductChanges {
+    /// A new name.
+    pub name: Option<ProductName>,
+    /// A new description.
+    pub description: Option<Description>,
+    /// A new price; buys already reserved keep the price they were priced at.
+    pub price: Option<Price>,
+    /// A new picture.
+    pub image_url: Option<ImageUrl>,
+    /// The stock, set or added to.
+    pub stock: Option<StockChange>,
 }
 
 /// One product of a buy and how many of it.

@@ -25,6 +25,12 @@ pub enum Error {
     /// 409: a buy with the same `Idempotency-Key` from the same user is still in flight here.
     #[error("a buy with this idempotency key is still in flight")]
     KeyInFlight,
+    /// 409 `out-of-stock`: the stock of these products is short; no stock moved.
+    #[error("out of stock: {0:?}")]
+    OutOfStock(Vec<ProductId>),
+    /// 422: the `Idempotency-Key` belongs to an earlier buy of this user with other lines.
+    #[error("idempotency key reused with other lines")]
+    KeyReused,
     /// Its own status: a problem decided elsewhere, such as 403 from the role check or the
     /// 422 orders answers when a key is reused with other lines.
     #[error(transparent)]
@@ -55,6 +61,21 @@ impl Error {
                 StatusCode::CONFLICT,
                 "A buy with this Idempotency-Key is still being processed; retry once it has \
                  finished.",
+            ),
+            Self::OutOfStock(ids) => {
+                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                Problem::of_type(
+                    StatusCode::CONFLICT,
+                    "out-of-stock",
+                    format!(
+                        "Not enough stock of: {}. Nothing was ordered.",
+                        ids.join(", ")
+                    ),
+                )
+            }
+            Self::KeyReused => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Idempotency-Key reused with different items",
             ),
             Self::Problem(p) => p.clone(),
             Self::BrokerUnavailable(_) => Problem::new(
@@ -108,6 +129,15 @@ mod tests {
         let body = Error::OutcomeUnknown(Duration::from_millis(800)).problem();
         assert_eq!(body.status, 504);
         assert!(body.detail.contains("Idempotency-Key"));
+    }
+
+    #[test]
+    fn a_short_stock_is_an_out_of_stock_problem_naming_the_products() {
+        let id = ProductId::new();
+        let body = Error::OutOfStock(vec![id]).problem();
+        assert_eq!(body.status, 409);
+        assert!(body.kind.ends_with("/out-of-stock"), "{}", body.kind);
+        assert!(body.detail.contains(&id.to_string()));
     }
 
     #[test]

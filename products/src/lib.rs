@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod order_queue;
 pub mod routes;
 pub mod startup;
+pub mod stock;
 pub mod store;
 
 pub use startup::Products;

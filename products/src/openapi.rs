@@ -17,7 +17,7 @@ use crate::routes::{BuyBody, BuyItemBody, buy, products};
 /// products' routes and the bodies they take and answer.
 #[derive(OpenApi)]
 #[openapi(
-    paths(products::list, products::get, products::create, buy::buy),
+    paths(products::list, products::get, products::create, products::update, buy::buy),
     tags((name = "products", description = "The catalog, and buys turned into orders."))
 )]
 pub struct Api;

@@ -19,7 +19,7 @@ use crate::{
     in_flight::InFlight,
     migration::{LOCK_KEY, Migrator},
     order_queue::{self, OrderQueueFound},
-    routes,
+    routes::{self, Checkout},
 };
 
 /// The products service: the catalog, and buys turned into orders.
@@ -67,14 +67,16 @@ impl Service for Products {
         let catalog = Catalog::new(parts.db().clone(), config.catalog_cache);
         catalog.register_metrics(parts.metrics())?;
         let catalog = web::Data::new(catalog);
-        let orders = web::Data::new(orders);
+        let checkout = web::Data::new(Checkout {
+            orders,
+            in_flight: InFlight::default(),
+            db: parts.db().clone(),
+        });
         let verifier = web::Data::new(JwksVerifier::new(config.jwks.clone()));
-        let in_flight = web::Data::new(InFlight::default());
         Ok(Routes::new(move |cfg| {
             cfg.app_data(catalog.clone())
-                .app_data(orders.clone())
+                .app_data(checkout.clone())
                 .app_data(verifier.clone())
-                .app_data(in_flight.clone())
                 .configure(routes::configure);
         }))
     }

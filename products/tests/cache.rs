@@ -52,6 +52,7 @@ async fn insert_described(
         price_cents: Set(price_cents),
         image_url: Set(None),
         created_at: NotSet,
+        stock: Set(None),
     }
     .insert(db)
     .await

@@ -170,7 +170,7 @@ async fn invalid_product_bodies_are_refused_with_400() {
         ),
         (
             "an unknown field",
-            json!({"name": "Mug", "description": "d", "price_cents": 1, "stock": 5}),
+            json!({"name": "Mug", "description": "d", "price_cents": 1, "colour": "red"}),
         ),
         (
             "a missing price",

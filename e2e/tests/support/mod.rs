@@ -500,6 +500,30 @@ impl System {
         .await
     }
 
+    /// Adds a product with `stock` units to the catalog and returns it as products answered.
+    pub async fn stocked_product(
+        &self,
+        admin: &User,
+        name: &str,
+        price_cents: i64,
+        stock: i64,
+    ) -> Value {
+        send(
+            self.http
+                .post(self.products_url("/products"))
+                .bearer_auth(&admin.token)
+                .json(&json!({
+                    "name": name,
+                    "description": format!("{name}, counted"),
+                    "price_cents": price_cents,
+                    "stock": stock,
+                })),
+        )
+        .await
+        .expect(StatusCode::CREATED, "create a product with stock")
+        .body
+    }
+
     /// Adds a product to the catalog and returns it as products answered.
     pub async fn product(&self, admin: &User, name: &str, price_cents: i64) -> Value {
         self.create_product(&admin.token, name, price_cents)

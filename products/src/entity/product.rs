@@ -19,6 +19,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text", nullable)]
     pub image_url: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Units left to sell; `None` when the product's stock is not tracked (unlimited).
+    pub stock: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,10 +1,11 @@
 use actix_web::{HttpRequest, HttpResponse, http::header::LOCATION, web};
 use common::{
     amqp::{CallOptions, RpcClient, RpcError},
-    ids::ProductId,
+    ids::{ProductId, ReservationId},
     jwt::AuthUser,
     messages::{CreateOrderReplyV1, CreateOrderV1, OrderLineV1},
 };
+use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 use tracing_actix_web::RequestId;
 
@@ -13,6 +14,7 @@ use crate::{
     domain::{BuyRequest, IdempotencyKey, Invalid},
     error::Error,
     in_flight::InFlight,
+    stock,
 };
 
 /// The header a client sets so that retrying a buy cannot order twice.
@@ -78,6 +80,17 @@ impl TryFrom<BuyBody> for BuyRequest {
     }
 }
 
+/// What a buy needs besides the catalog: orders to ask, the keys of buys in flight in this
+/// process, and the database the stock is reserved in.
+pub struct Checkout {
+    /// Asks orders to store a buy.
+    pub orders: RpcClient<CreateOrderV1>,
+    /// The keys of buys being processed here.
+    pub in_flight: InFlight,
+    /// products' database.
+    pub db: DatabaseConnection,
+}
+
 /// `POST /products/buy`: prices the lines from the catalog and asks orders to store them.
 #[utoipa::path(
     post,
@@ -99,7 +112,9 @@ impl TryFrom<BuyBody> for BuyRequest {
         (status = 404, description = "A product named does not exist; nothing was ordered.",
             content_type = "application/problem+json", body = common::problem::Problem),
         (status = 408, response = common::openapi::RequestTimeout),
-        (status = 409, description = "A buy with this Idempotency-Key is still in flight.",
+        (status = 409, description = "The stock of some products is short (`type` ending in \
+            `/out-of-stock`, the products named; nothing was ordered), or a buy with this \
+            Idempotency-Key is still in flight.",
             content_type = "application/problem+json", body = common::problem::Problem),
         (status = 422, description = "This Idempotency-Key was used with other lines.",
             content_type = "application/problem+json", body = common::problem::Problem),
@@ -116,9 +131,13 @@ pub async fn buy(
     request_id: Option<RequestId>,
     body: web::Json<BuyBody>,
     catalog: web::Data<Catalog>,
-    orders: web::Data<RpcClient<CreateOrderV1>>,
-    in_flight: web::Data<InFlight>,
+    checkout: web::Data<Checkout>,
 ) -> Result<HttpResponse, Error> {
+    let Checkout {
+        orders,
+        in_flight,
+        db,
+    } = checkout.get_ref();
     let key = idempotency_key(&req)?;
     let buy = BuyRequest::try_from(body.into_inner())?;
     // Held until the reply, or until the client goes away and this future is dropped.
@@ -132,12 +151,13 @@ pub async fn buy(
     };
 
     let lines = price(&catalog, &buy).await?;
+    let reservation = stock::reserve(db, user.id, key.as_ref(), buy.lines()).await?;
     let request = CreateOrderV1 {
         user_id: user.id,
         email: user.email,
         lines,
         idempotency_key: key.map(IdempotencyKey::into_string),
-        reservation_id: None,
+        reservation_id: Some(reservation),
     };
     let opts = CallOptions {
         message_id: None,
@@ -146,19 +166,38 @@ pub async fn buy(
     match orders.call(&request, opts).await {
         Ok(CreateOrderReplyV1::Order(order)) => {
             tracing::info!(order_id = %order.id, total_cents = order.total_cents, "order placed");
+            // The order is stored whatever happens here; a reservation left pending is settled
+            // by the reconciler (or orders' order.created.v1 event) instead.
+            if let Err(e) = stock::commit(db, reservation, order.id).await {
+                tracing::warn!(error = format!("{e:#}"), %reservation, "reservation left pending");
+            }
             Ok(HttpResponse::Created()
                 .insert_header((LOCATION, format!("/orders/{}", order.id)))
                 .json(order))
         }
         Ok(CreateOrderReplyV1::Problem(problem)) => {
             tracing::info!(status = problem.status, detail = %problem.detail, "orders refused the buy");
+            release(db, reservation).await;
             Err(Error::Problem(problem))
         }
-        Err(RpcError::Unavailable(e)) => Err(Error::BrokerUnavailable(e)),
+        Err(RpcError::Unavailable(e)) => {
+            // The broker never took the request, so no order can come of it.
+            release(db, reservation).await;
+            Err(Error::BrokerUnavailable(e))
+        }
+        // The outcome is unknown: the reservation stays pending until it is known.
         Err(RpcError::Timeout(after)) => Err(Error::OutcomeUnknown(after)),
         Err(e @ RpcError::BadReply(_)) => Err(Error::Unexpected(
             anyhow::Error::new(e).context("reading the reply of orders"),
         )),
+    }
+}
+
+/// Gives the stock of a buy that made no order back; should that fail, the reservation stays
+/// pending and the reconciler releases it once orders confirms there is no order.
+async fn release(db: &DatabaseConnection, reservation: ReservationId) {
+    if let Err(e) = stock::release(db, reservation).await {
+        tracing::warn!(error = format!("{e:#}"), %reservation, "reservation left pending");
     }
 }
 

@@ -5,8 +5,8 @@ pub(crate) mod products;
 
 use actix_web::web;
 
-pub use buy::{BuyBody, BuyItemBody};
-pub use products::{CreateProductBody, ProductBody};
+pub use buy::{BuyBody, BuyItemBody, Checkout};
+pub use products::{CreateProductBody, ProductBody, UpdateProductBody};
 
 /// Registers every route of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -15,6 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("", web::get().to(products::list))
             .route("", web::post().to(products::create))
             .route("/buy", web::post().to(buy::buy))
-            .route("/{id}", web::get().to(products::get)),
+            .route("/{id}", web::get().to(products::get))
+            .route("/{id}", web::patch().to(products::update)),
     );
 }

@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     catalog::Catalog,
-    domain::{Description, ImageUrl, Invalid, NewProduct, Price, ProductName},
+    domain::{
+        Description, ImageUrl, Invalid, NewProduct, Price, ProductChanges, ProductName, Restock,
+        Stock, StockChange,
+    },
     entity::product,
     error::Error,
 };
@@ -35,6 +38,11 @@ pub struct CreateProductBody {
     #[serde(default)]
     #[schema(max_length = 2000, format = "uri")]
     pub image_url: Option<String>,
+    /// Units in stock, 0 to 1,000,000,000; absent or `null` leaves the stock untracked (never
+    /// short).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    pub stock: Option<i64>,
 }
 
 impl TryFrom<CreateProductBody> for NewProduct {
@@ -46,7 +54,65 @@ impl TryFrom<CreateProductBody> for NewProduct {
             description: Description::try_from(body.description)?,
             price: Price::try_from(body.price_cents)?,
             image_url: body.image_url.map(ImageUrl::try_from).transpose()?,
+            stock: body.stock.map(Stock::try_from).transpose()?,
         })
+    }
+}
+
+/// The body of `PATCH /products/{id}`: the fields to change, at least one; `stock` and
+/// `add_stock` not both.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProductBody {
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    /// At most 5000 characters; no control characters but line breaks and tabs.
+    #[serde(default)]
+    #[schema(max_length = 5000)]
+    pub description: Option<String>,
+    /// 0 to 1,000,000,000.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    pub price_cents: Option<i64>,
+    /// An http or https URL of at most 2000 characters.
+    #[serde(default)]
+    #[schema(max_length = 2000, format = "uri")]
+    pub image_url: Option<String>,
+    /// Sets the stock to this many units (and tracks it from now on).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    pub stock: Option<i64>,
+    /// Adds this many units to a tracked stock; the sum may not pass 1,000,000,000.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    pub add_stock: Option<i64>,
+}
+
+impl TryFrom<UpdateProductBody> for ProductChanges {
+    type Error = Invalid;
+
+    fn try_from(body: UpdateProductBody) -> Result<Self, Invalid> {
+        let stock = match (body.stock, body.add_stock) {
+            (Some(_), Some(_)) => {
+                return Err(Invalid::new("send either stock or add_stock, not both"));
+            }
+            (Some(stock), None) => Some(StockChange::Set(Stock::try_from(stock)?)),
+            (None, Some(added)) => Some(StockChange::Add(Restock::try_from(added)?)),
+            (None, None) => None,
+        };
+        let changes = Self {
+            name: body.name.map(ProductName::try_from).transpose()?,
+            description: body.description.map(Description::try_from).transpose()?,
+            price: body.price_cents.map(Price::try_from).transpose()?,
+            image_url: body.image_url.map(ImageUrl::try_from).transpose()?,
+            stock,
+        };
+        if changes == Self::default() {
+            return Err(Invalid::new("nothing to change"));
+        }
+        Ok(changes)
     }
 }
 
@@ -59,6 +125,9 @@ pub struct ProductBody {
     pub price_cents: i64,
     pub image_url: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Units left to sell, as of at most `CATALOG_CACHE_TTL_MS` ago; `null` when untracked
+    /// (never short).
+    pub stock: Option<i32>,
 }
 
 impl From<&product::Model> for ProductBody {
@@ -70,6 +139,7 @@ impl From<&product::Model> for ProductBody {
             price_cents: row.price_cents,
             image_url: row.image_url.clone(),
             created_at: row.created_at,
+            stock: row.stock,
         }
     }
 }
@@ -153,6 +223,41 @@ pub async fn create(
         .json(ProductBody::from(&row)))
 }
 
+/// `PATCH /products/{id}`: admins change a product, or set or add to its stock.
+#[utoipa::path(
+    patch,
+    path = "/products/{id}",
+    tag = "products",
+    security(("bearer" = [])),
+    params(("id" = ProductId, Path, description = "The product's id.")),
+    request_body(content = UpdateProductBody, description = "JSON, at most 256 KiB."),
+    responses(
+        (status = 200, description = "The product as changed.", body = ProductBody),
+        (status = 400, response = common::openapi::BadRequest),
+        (status = 401, response = common::openapi::Unauthorized),
+        (status = 403, response = common::openapi::Forbidden),
+        (status = 404, response = common::openapi::NotFound),
+        (status = 408, response = common::openapi::RequestTimeout),
+        (status = 409, description = "`add_stock` on a product whose stock is not tracked \
+            (set `stock` first).",
+            content_type = "application/problem+json", body = common::problem::Problem),
+        (status = 500, response = common::openapi::Internal),
+        (status = 503, response = common::openapi::Unavailable),
+    )
+)]
+pub async fn update(
+    user: AuthUser,
+    catalog: web::Data<Catalog>,
+    id: web::Path<ProductId>,
+    body: web::Json<UpdateProductBody>,
+) -> Result<HttpResponse, Error> {
+    user.require_admin()?;
+    let changes = ProductChanges::try_from(body.into_inner())?;
+    let row = catalog.update(id.into_inner(), &changes).await?;
+    tracing::info!(product_id = %row.id, admin = %user.id, stock = row.stock, "product changed");
+    Ok(HttpResponse::Ok().json(ProductBody::from(&row)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,7 +281,7 @@ mod tests {
     #[test]
     fn a_product_body_with_an_unknown_field_does_not_parse() {
         let json = serde_json::json!({
-            "name": "Mug", "description": "", "price_cents": 450, "stock": 3
+            "name": "Mug", "description": "", "price_cents": 450, "colour": "red"
         });
         assert!(body(json).is_err());
     }

@@ -10,7 +10,7 @@ use std::{future::Future, ops::Deref, time::Duration};
 use common::{
     amqp::{Broker, Incoming, Outcome, ReplyMode, serve},
     config::AmqpConfig,
-    ids::{OrderId, UserId},
+    ids::{OrderId, ProductId, UserId},
     jwt::{Claims, ROLE_ADMIN},
     messages::{CreateOrderReplyV1, CreateOrderV1, Order, OrderItem},
     testing::{
@@ -134,6 +134,61 @@ impl TestApp {
         let response = self.post_product(&self.admin_token(), &body).await;
         assert_eq!(response.status(), 201, "creating {name}");
         response.json().await.expect("a product body")
+    }
+
+    /// Adds a product with `stock` units as an admin; panics unless it is created.
+    pub async fn create_stocked_product(
+        &self,
+        name: &str,
+        price_cents: i64,
+        stock: i64,
+    ) -> ProductBody {
+        let body = json!({
+            "name": name,
+            "description": format!("{name}, as sold here"),
+            "price_cents": price_cents,
+            "stock": stock,
+        });
+        let response = self.post_product(&self.admin_token(), &body).await;
+        assert_eq!(response.status(), 201, "creating {name}");
+        response.json().await.expect("a product body")
+    }
+
+    /// `PATCH /products/{id}` with `body`, as whoever holds `token`.
+    pub async fn patch_product(
+        &self,
+        token: &str,
+        id: ProductId,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.http
+            .patch(self.url(&format!("/products/{id}")))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("PATCH /products/{id}")
+    }
+
+    /// The stock of product `id` as stored now (not as the catalog cache holds it).
+    pub async fn stock_of(&self, id: ProductId) -> Option<i32> {
+        products::store::get(self.db(), id)
+            .await
+            .expect("read the product")
+            .expect("the product exists")
+            .stock
+    }
+
+    /// The states of every reservation, in no particular order.
+    pub async fn reservation_states(&self) -> Vec<String> {
+        use sea_orm::EntityTrait;
+        products::entity::reservation::Entity::find()
+            .all(self.db())
+            .await
+            .expect("read the reservations")
+            .into_iter()
+            .map(|r| r.state)
+            .collect()
     }
 
     /// `POST /products` with `body`, as whoever holds `token`.
