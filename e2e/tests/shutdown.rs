@@ -62,6 +62,7 @@ async fn every_service_answers_what_is_in_flight_then_closes_its_connections_and
         reply_mode: ReplyMode::Direct,
         jwks: issuer.jwks_config(),
         catalog_cache: products::config::DEFAULT_CATALOG_CACHE,
+        reconciler: products::config::DEFAULT_RECONCILER,
     })
     .await;
     assert_graceful_shutdown(products, TEST_SHUTDOWN_TIMEOUT, None).await;

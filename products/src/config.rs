@@ -8,7 +8,7 @@ use common::{
     jwt::JwksConfig,
 };
 
-use crate::catalog::CacheLimits;
+use crate::{catalog::CacheLimits, reconciler::ReconcilerConfig};
 
 /// Everything the products service needs to start.
 #[derive(Debug, Clone)]
@@ -28,6 +28,9 @@ pub struct Config {
     /// from memory before being read again; 0 reads the database every time.
     /// `CATALOG_CACHE_MAX_BYTES`, default 4 MiB: the most both caches hold together.
     pub catalog_cache: CacheLimits,
+    /// `RESERVATION_CHECK_INTERVAL_MS` (default 5000) and `RESERVATION_RESOLVE_AFTER_MS`
+    /// (default 30000, at least `RPC_TIMEOUT_MS`): when pending reservations are settled.
+    pub reconciler: ReconcilerConfig,
 }
 
 /// `CATALOG_CACHE_TTL_MS` when unset: a replica sees a product another one added within it.
@@ -44,12 +47,36 @@ pub const DEFAULT_CATALOG_CACHE: CacheLimits = CacheLimits {
     max_bytes: DEFAULT_CATALOG_CACHE_MAX_BYTES,
 };
 
+/// When pending reservations are settled if neither variable is set: every 5 s, those pending
+/// for 30 s (six default RPC timeouts).
+pub const DEFAULT_RECONCILER: ReconcilerConfig = ReconcilerConfig {
+    interval: Duration::from_secs(5),
+    resolve_after: Duration::from_secs(30),
+};
+
 impl Config {
     /// Reads the configuration; a value that does not parse is an error rather than a default.
     pub fn from_env() -> anyhow::Result<Self> {
         let rpc_timeout_ms: u64 = parse_or("RPC_TIMEOUT_MS", 5000)?;
         // A zero timeout would fail every buy before orders could answer.
         anyhow::ensure!(rpc_timeout_ms > 0, "RPC_TIMEOUT_MS must be positive");
+        let check_interval_ms: u64 = parse_or(
+            "RESERVATION_CHECK_INTERVAL_MS",
+            DEFAULT_RECONCILER.interval.as_millis() as u64,
+        )?;
+        anyhow::ensure!(
+            check_interval_ms > 0,
+            "RESERVATION_CHECK_INTERVAL_MS must be positive"
+        );
+        let resolve_after_ms: u64 = parse_or(
+            "RESERVATION_RESOLVE_AFTER_MS",
+            DEFAULT_RECONCILER.resolve_after.as_millis() as u64,
+        )?;
+        // Sooner, and a buy still waiting for its reply could see its reservation refused.
+        anyhow::ensure!(
+            resolve_after_ms >= rpc_timeout_ms,
+            "RESERVATION_RESOLVE_AFTER_MS must be at least RPC_TIMEOUT_MS"
+        );
         Ok(Self {
             server: ServerConfig::from_env("products", 3002)?,
             amqp: AmqpConfig::from_env(),
@@ -62,6 +89,10 @@ impl Config {
                     DEFAULT_CATALOG_CACHE_TTL.as_millis() as u64,
                 )?),
                 max_bytes: parse_or("CATALOG_CACHE_MAX_BYTES", DEFAULT_CATALOG_CACHE_MAX_BYTES)?,
+            },
+            reconciler: ReconcilerConfig {
+                interval: Duration::from_millis(check_interval_ms),
+                resolve_after: Duration::from_millis(resolve_after_ms),
             },
         })
     }

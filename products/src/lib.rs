@@ -10,6 +10,7 @@ pub mod in_flight;
 pub mod migration;
 pub mod openapi;
 pub mod order_queue;
+pub mod reconciler;
 pub mod routes;
 pub mod startup;
 pub mod stock;

@@ -9,7 +9,7 @@ use common::{
     config::ServerConfig,
     http::Routes,
     jwt::JwksVerifier,
-    messages::CreateOrderV1,
+    messages::{CreateOrderV1, ResolveReservationV1},
     service::{NoCommand, Parts, Service},
 };
 
@@ -19,6 +19,7 @@ use crate::{
     in_flight::InFlight,
     migration::{LOCK_KEY, Migrator},
     order_queue::{self, OrderQueueFound},
+    reconciler::Reconciler,
     routes::{self, Checkout},
 };
 
@@ -57,13 +58,27 @@ impl Service for Products {
         let found = queue_found.clone();
         parts.ready_when("order_queue", move || found.check());
         tokio::spawn(order_queue::wait_for_queue(
-            broker,
+            broker.clone(),
             config.amqp.order_queue.clone(),
             queue_found,
             parts.shutdown().clone(),
         ));
         tracing::info!(queue = %config.amqp.order_queue, reply_mode = config.reply_mode.as_str(), "buys go to the order queue");
 
+        let resolve = RpcClient::<ResolveReservationV1>::new(
+            broker.clone(),
+            config.amqp.resolve_queue.clone(),
+            config.reply_mode,
+            config.rpc_timeout,
+        );
+        let reconciler = Reconciler::new(
+            parts.db().clone(),
+            resolve,
+            config.reconciler,
+            parts.metrics(),
+        )?;
+        let shutdown = parts.shutdown().clone();
+        parts.spawn_worker("reservation reconciler", reconciler.run(shutdown));
         let catalog = Catalog::new(parts.db().clone(), config.catalog_cache);
         catalog.register_metrics(parts.metrics())?;
         let catalog = web::Data::new(catalog);

@@ -5,11 +5,18 @@ mod support;
 
 use std::time::Duration;
 
-use common::{amqp::ReplyMode, messages::CreateOrderReplyV1, problem::Problem};
+use common::{
+    amqp::ReplyMode,
+    ids::OrderId,
+    messages::{CreateOrderReplyV1, ResolveReservationReplyV1},
+    problem::Problem,
+    testing::wait_until,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{
-    Options, assert_problem, spawn_app, spawn_app_with, start_fake_orders, start_honest_orders,
+    Options, TestApp, assert_problem, spawn_app, spawn_app_with, start_fake_orders,
+    start_fake_resolver, start_honest_orders,
 };
 
 fn one_of(id: impl serde::Serialize, quantity: i64) -> Value {
@@ -255,4 +262,61 @@ async fn a_buy_whose_outcome_is_unknown_keeps_its_stock_taken() {
     assert_problem(response, StatusCode::GATEWAY_TIMEOUT).await;
     assert_eq!(app.stock_of(mug.id).await, Some(3));
     assert_eq!(app.reservation_states().await, vec!["pending"]);
+}
+
+/// An app whose buys time out (orders answers after a second, products waits 300 ms) and whose
+/// reconciler asks about a reservation once it is 300 ms old.
+async fn app_whose_buys_time_out() -> TestApp {
+    let app = spawn_app_with(Options {
+        rpc_timeout: Duration::from_millis(300),
+        reconciler: products::reconciler::ReconcilerConfig {
+            interval: Duration::from_millis(100),
+            resolve_after: Duration::from_millis(300),
+        },
+        ..Options::default()
+    })
+    .await;
+    start_fake_orders(&app, |request| async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        CreateOrderReplyV1::Order(support::order_for(&request))
+    })
+    .await;
+    app
+}
+
+async fn wait_for_states(app: &TestApp, expected: &'static str) {
+    wait_until(Duration::from_secs(10), expected, || async move {
+        (app.reservation_states().await == vec![expected]).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pending_reservation_without_an_order_is_released_once_orders_says_so() {
+    let app = app_whose_buys_time_out().await;
+    start_fake_resolver(&app, |_| ResolveReservationReplyV1::Refused).await;
+    let mug = app.create_stocked_product("Mug", 900, 5).await;
+
+    let response = app.buy(&one_of(mug.id, 2)).await;
+    assert_problem(response, StatusCode::GATEWAY_TIMEOUT).await;
+
+    wait_for_states(&app, "released").await;
+    assert_eq!(app.stock_of(mug.id).await, Some(5));
+}
+
+#[tokio::test]
+async fn a_pending_reservation_with_an_order_is_committed_and_keeps_its_stock() {
+    let app = app_whose_buys_time_out().await;
+    let order_id = OrderId::new();
+    start_fake_resolver(&app, move |_| ResolveReservationReplyV1::Ordered {
+        order_id,
+    })
+    .await;
+    let mug = app.create_stocked_product("Mug", 900, 5).await;
+
+    let response = app.buy(&one_of(mug.id, 2)).await;
+    assert_problem(response, StatusCode::GATEWAY_TIMEOUT).await;
+
+    wait_for_states(&app, "committed").await;
+    assert_eq!(app.stock_of(mug.id).await, Some(3));
 }

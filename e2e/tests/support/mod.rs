@@ -350,6 +350,7 @@ impl System {
             reply_mode: self.options.reply_mode,
             jwks: JwksConfig::new(self.jwks_url()),
             catalog_cache: products::config::DEFAULT_CATALOG_CACHE,
+            reconciler: products::config::DEFAULT_RECONCILER,
         };
         self.products = Some(TestApp::spawn_ready::<products::Products>(config).await);
     }

@@ -180,12 +180,10 @@ pub async fn buy(
             release(db, reservation).await;
             Err(Error::Problem(problem))
         }
-        Err(RpcError::Unavailable(e)) => {
-            // The broker never took the request, so no order can come of it.
-            release(db, reservation).await;
-            Err(Error::BrokerUnavailable(e))
-        }
-        // The outcome is unknown: the reservation stays pending until it is known.
+        // The outcome is unknown, even for Unavailable (the connection may have dropped after the
+        // broker took the request): the reservation stays pending, and the reconciler settles
+        // it once orders has answered for good.
+        Err(RpcError::Unavailable(e)) => Err(Error::BrokerUnavailable(e)),
         Err(RpcError::Timeout(after)) => Err(Error::OutcomeUnknown(after)),
         Err(e @ RpcError::BadReply(_)) => Err(Error::Unexpected(
             anyhow::Error::new(e).context("reading the reply of orders"),

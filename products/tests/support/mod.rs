@@ -10,15 +10,21 @@ use std::{future::Future, ops::Deref, time::Duration};
 use common::{
     amqp::{Broker, Incoming, Outcome, ReplyMode, serve},
     config::AmqpConfig,
-    ids::{OrderId, ProductId, UserId},
+    ids::{OrderId, ProductId, ReservationId, UserId},
     jwt::{Claims, ROLE_ADMIN},
-    messages::{CreateOrderReplyV1, CreateOrderV1, Order, OrderItem},
+    messages::{
+        CreateOrderReplyV1, CreateOrderV1, Order, OrderItem, ResolveReservationReplyV1,
+        ResolveReservationV1,
+    },
     testing::{
         self, TestDatabase, TestIssuer, amqp_url, broker_connection, claims_for, delete_queue,
         delete_queue_on_drop, queue_counts, require_broker, unique_queue, wait_until,
     },
 };
-use products::{Products, catalog::CacheLimits, config::Config, routes::ProductBody};
+use products::{
+    Products, catalog::CacheLimits, config::Config, reconciler::ReconcilerConfig,
+    routes::ProductBody,
+};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -54,6 +60,8 @@ pub struct Options {
     /// it in a deployment: products only checks that it is there.
     pub declare_queue: bool,
     pub catalog_cache: CacheLimits,
+    /// When pending reservations are settled; by default never within a test.
+    pub reconciler: ReconcilerConfig,
 }
 
 impl Default for Options {
@@ -65,6 +73,10 @@ impl Default for Options {
             wait_ready: true,
             declare_queue: true,
             catalog_cache: products::config::DEFAULT_CATALOG_CACHE,
+            reconciler: ReconcilerConfig {
+                interval: Duration::from_millis(100),
+                resolve_after: Duration::from_secs(3600),
+            },
         }
     }
 }
@@ -92,6 +104,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         reply_mode: options.reply_mode,
         jwks: issuer.jwks_config(),
         catalog_cache: options.catalog_cache,
+        reconciler: options.reconciler,
     };
     let app = testing::TestApp::spawn::<Products>(config).await;
     if options.wait_ready {
@@ -249,6 +262,14 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         delete_queue_on_drop(&self.queue);
+        delete_queue_on_drop(&self.resolve_queue());
+    }
+}
+
+impl TestApp {
+    /// The queue this app asks orders about reservations on.
+    pub fn resolve_queue(&self) -> String {
+        format!("{}_RESOLVE", self.queue)
     }
 }
 
@@ -362,4 +383,31 @@ pub async fn start_honest_orders(app: &TestApp) -> FakeOrders {
         CreateOrderReplyV1::Order(order_for(&request))
     })
     .await
+}
+
+/// A stand-in for orders' side of `order.resolve-reservation.v1` on the app's resolve queue,
+/// answering each reservation with `answer`; waits until it is consuming.
+pub async fn start_fake_resolver(
+    app: &TestApp,
+    answer: impl Fn(ReservationId) -> ResolveReservationReplyV1 + Send + Sync + 'static,
+) {
+    let queue = app.resolve_queue();
+    let handler = move |incoming: Incoming<ResolveReservationV1>| {
+        let reply = answer(incoming.request.reservation_id);
+        async move { Outcome::Reply(reply) }
+    };
+    let shutdown = app.shutdown().child_token();
+    let broker = Broker::start(amqp_url(), shutdown.clone());
+    tokio::spawn(serve(broker, queue.clone(), 8, handler, shutdown));
+    let connection = broker_connection().await;
+    wait_until(Duration::from_secs(10), "the fake resolver", || {
+        let (connection, queue) = (&connection, &queue);
+        async move {
+            // A channel per look: one that found no queue has been closed by the broker.
+            let channel = connection.create_channel().await.ok()?;
+            let counts = queue_counts(&channel, queue).await.ok()?;
+            (counts.1 > 0).then_some(())
+        }
+    })
+    .await;
 }
