@@ -57,6 +57,7 @@ async fn every_service_answers_what_is_in_flight_then_closes_its_connections_and
     // After orders, which declares the queue products only looks up.
     let products = TestApp::spawn_ready::<products::Products>(products::config::Config {
         server: products_db.server_config(),
+        events_queue: format!("{queue}.order-events"),
         amqp,
         rpc_timeout: Duration::from_secs(5),
         reply_mode: ReplyMode::Direct,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use common::{
     amqp::ReplyMode,
-    config::{AmqpConfig, ServerConfig, parse_or},
+    config::{AmqpConfig, ServerConfig, parse_or, var_or},
     jwt::JwksConfig,
 };
 
@@ -17,6 +17,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// The broker and the queue buy requests go to.
     pub amqp: AmqpConfig,
+    /// `ORDER_EVENTS_QUEUE`, default `products.order-events`: products' own queue of order
+    /// events.
+    pub events_queue: String,
     /// `RPC_TIMEOUT_MS`, default 5000: how long a buy waits for the orders reply.
     pub rpc_timeout: Duration,
     /// `RPC_REPLY_MODE`: `per-request` (default) or `direct`.
@@ -46,6 +49,9 @@ pub const DEFAULT_CATALOG_CACHE: CacheLimits = CacheLimits {
     ttl: DEFAULT_CATALOG_CACHE_TTL,
     max_bytes: DEFAULT_CATALOG_CACHE_MAX_BYTES,
 };
+
+/// `ORDER_EVENTS_QUEUE` when unset.
+pub const DEFAULT_EVENTS_QUEUE: &str = "products.order-events";
 
 /// When pending reservations are settled if neither variable is set: every 5 s, those pending
 /// for 30 s (six default RPC timeouts).
@@ -80,6 +86,7 @@ impl Config {
         Ok(Self {
             server: ServerConfig::from_env("products", 3002)?,
             amqp: AmqpConfig::from_env(),
+            events_queue: var_or("ORDER_EVENTS_QUEUE", DEFAULT_EVENTS_QUEUE),
             rpc_timeout: Duration::from_millis(rpc_timeout_ms),
             reply_mode: parse_or("RPC_REPLY_MODE", ReplyMode::PerRequest)?,
             jwks: JwksConfig::from_env()?,

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod consumer;
 pub mod domain;
 pub mod entity;
 pub mod error;

@@ -23,6 +23,10 @@ use crate::{
 /// Reservations asked about in one pass, oldest first; the rest wait for the next pass.
 const BATCH: u64 = 100;
 
+/// How long the ids of handled order events are kept: far longer than a redelivery or a
+/// relay's republish takes, so `processed_events` stays bounded.
+const EVENT_IDS_KEPT_DAYS: i32 = 7;
+
 /// When and how often the reconciler looks.
 #[derive(Debug, Clone, Copy)]
 pub struct ReconcilerConfig {
@@ -83,6 +87,9 @@ impl Reconciler {
             }
             if let Err(e) = self.pass().await {
                 tracing::warn!(error = format!("{e:#}"), "reconciling reservations failed");
+            }
+            if let Err(e) = stock::forget_events_older_than(&self.db, EVENT_IDS_KEPT_DAYS).await {
+                tracing::warn!(error = %e, "forgetting old order event ids failed");
             }
         }
     }

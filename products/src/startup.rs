@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 use common::{
-    amqp::RpcClient,
+    amqp::{RpcClient, subscribe},
     config::ServerConfig,
     http::Routes,
     jwt::JwksVerifier,
@@ -16,6 +16,7 @@ use common::{
 use crate::{
     catalog::Catalog,
     config::Config,
+    consumer,
     in_flight::InFlight,
     migration::{LOCK_KEY, Migrator},
     order_queue::{self, OrderQueueFound},
@@ -79,6 +80,24 @@ impl Service for Products {
         )?;
         let shutdown = parts.shutdown().clone();
         parts.spawn_worker("reservation reconciler", reconciler.run(shutdown));
+        let db = parts.db().clone();
+        let events = consumer::subscription(
+            config.amqp.events_exchange.clone(),
+            config.events_queue.clone(),
+        );
+        let shutdown = parts.shutdown().clone();
+        parts.spawn_worker(
+            "order events consumer",
+            subscribe(
+                broker.clone(),
+                events,
+                move |event| {
+                    let db = db.clone();
+                    async move { consumer::handle(&db, event).await }
+                },
+                shutdown,
+            ),
+        );
         let catalog = Catalog::new(parts.db().clone(), config.catalog_cache);
         catalog.register_metrics(parts.metrics())?;
         let catalog = web::Data::new(catalog);

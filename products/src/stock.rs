@@ -7,8 +7,8 @@ use anyhow::Context;
 use common::ids::{OrderId, ProductId, ReservationId, UserId};
 use sea_orm::{
     ActiveValue::NotSet,
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    Set, SqlErr, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QuerySelect, Set, SqlErr, Statement, TransactionTrait,
     sea_query::{Expr, ExprTrait, LockType},
 };
 
@@ -16,7 +16,7 @@ use crate::{
     domain::{BuyLine, IdempotencyKey},
     entity::{
         product::{self, Entity as Products},
-        reservation::{self, COMMITTED, PENDING, RELEASED},
+        reservation::{self, COMMITTED, PENDING, RELEASED, RETURNED},
         reservation_line::{self, Entity as Lines},
     },
     error::Error,
@@ -153,13 +153,7 @@ pub async fn commit(
     id: ReservationId,
     order: OrderId,
 ) -> anyhow::Result<()> {
-    reservation::Entity::update_many()
-        .col_expr(reservation::Column::State, Expr::value(COMMITTED))
-        .col_expr(reservation::Column::OrderId, Expr::value(order))
-        .col_expr(reservation::Column::UpdatedAt, Expr::current_timestamp())
-        .filter(reservation::Column::Id.eq(id))
-        .filter(reservation::Column::State.eq(PENDING))
-        .exec(db)
+    settle(db, id, &[PENDING], COMMITTED, Some(order))
         .await
         .context("committing a reservation")?;
     Ok(())
@@ -170,16 +164,9 @@ pub async fn commit(
 /// moved). The state change and the stock move in one transaction, so a release happens once.
 pub async fn release(db: &DatabaseConnection, id: ReservationId) -> anyhow::Result<bool> {
     let txn = db.begin().await.context("releasing a reservation")?;
-    let changed = reservation::Entity::update_many()
-        .col_expr(reservation::Column::State, Expr::value(RELEASED))
-        .col_expr(reservation::Column::UpdatedAt, Expr::current_timestamp())
-        .filter(reservation::Column::Id.eq(id))
-        .filter(reservation::Column::State.eq(PENDING))
-        .exec(&txn)
+    let changed = settle(&txn, id, &[PENDING], RELEASED, None)
         .await
-        .context("releasing a reservation")?
-        .rows_affected
-        == 1;
+        .context("releasing a reservation")?;
     if changed {
         give_back(&txn, id).await?;
     }
@@ -208,4 +195,86 @@ async fn give_back(db: &impl ConnectionTrait, id: ReservationId) -> anyhow::Resu
             .context("giving stock back")?;
     }
     Ok(())
+}
+
+/// What an order event says about a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderNews {
+    /// `order.created.v1`: an order was stored with the reservation.
+    Created(ReservationId, OrderId),
+    /// `order.cancelled.v1`: the reservation's order was cancelled.
+    Cancelled(ReservationId),
+}
+
+/// Applies the event `message_id` once: a pending reservation with a new order is committed; the
+/// reservation of a cancelled order is returned and its stock given back (also when the
+/// cancellation overtook the creation). `false` when the event was handled before, or changed
+/// nothing. The record of the event and its effect commit together.
+pub async fn apply(
+    db: &DatabaseConnection,
+    message_id: &str,
+    news: OrderNews,
+) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
+    let first_time = txn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO processed_events (message_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            [message_id.into()],
+        ))
+        .await?
+        .rows_affected()
+        == 1;
+    if !first_time {
+        txn.commit().await?;
+        return Ok(false);
+    }
+    let changed = match news {
+        OrderNews::Created(reservation, order) => {
+            settle(&txn, reservation, &[PENDING], COMMITTED, Some(order)).await?
+        }
+        OrderNews::Cancelled(reservation) => {
+            let returned = settle(&txn, reservation, &[PENDING, COMMITTED], RETURNED, None).await?;
+            if returned {
+                give_back(&txn, reservation)
+                    .await
+                    .map_err(|e| DbErr::Custom(format!("{e:#}")))?;
+            }
+            returned
+        }
+    };
+    txn.commit().await?;
+    Ok(changed)
+}
+
+/// Moves reservation `id` from one of `from` to `to` (with `order`, when given); whether it did.
+async fn settle(
+    db: &impl ConnectionTrait,
+    id: ReservationId,
+    from: &[&str],
+    to: &str,
+    order: Option<OrderId>,
+) -> Result<bool, DbErr> {
+    let mut update = reservation::Entity::update_many()
+        .col_expr(reservation::Column::State, Expr::value(to))
+        .col_expr(reservation::Column::UpdatedAt, Expr::current_timestamp())
+        .filter(reservation::Column::Id.eq(id))
+        .filter(reservation::Column::State.is_in(from.iter().copied()));
+    if let Some(order) = order {
+        update = update.col_expr(reservation::Column::OrderId, Expr::value(order));
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
+/// Forgets the events handled before `days` ago: far longer than any redelivery or republish
+/// takes, so the table stays bounded. How many it forgot.
+pub async fn forget_events_older_than(db: &impl ConnectionTrait, days: i32) -> Result<u64, DbErr> {
+    Ok(db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "DELETE FROM processed_events WHERE processed_at < now() - make_interval(days => $1)",
+            [days.into()],
+        ))
+        .await?
+        .rows_affected())
 }

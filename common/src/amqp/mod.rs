@@ -17,11 +17,13 @@ mod broker;
 mod client;
 pub mod propagation;
 mod server;
+mod subscriber;
 mod topology;
 
 pub use broker::{Broker, CLOSE_TIMEOUT};
 pub use client::RpcClient;
 pub use server::{ConsumerMetrics, Hooks, ServeOptions, serve, serve_with};
+pub use subscriber::{Handled, Received, Subscription, subscribe};
 pub use topology::{
     DELIVERY_LIMIT, check_work_queue, dead_letter_queue, declare_event_queue,
     declare_events_exchange, declare_reply_queue, declare_work_queue,

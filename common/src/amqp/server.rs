@@ -32,16 +32,16 @@ use super::{
 use crate::metrics::{InProgress, Registry, duration_histogram, register};
 
 /// Set by a quorum queue on a redelivered message: how many times it was returned unsettled.
-const HEADER_DELIVERY_COUNT: &str = "x-delivery-count";
+pub(super) const HEADER_DELIVERY_COUNT: &str = "x-delivery-count";
 
 /// First pause before running the handler again after it asked to retry.
-const RETRY_START: Duration = Duration::from_millis(200);
+pub(super) const RETRY_START: Duration = Duration::from_millis(200);
 /// Longest such pause: a database back from an outage is noticed within this.
-const RETRY_MAX: Duration = Duration::from_secs(5);
+pub(super) const RETRY_MAX: Duration = Duration::from_secs(5);
 /// First pause before subscribing again after the consumer stopped or could not start.
-const RESUBSCRIBE_START: Duration = Duration::from_millis(100);
+pub(super) const RESUBSCRIBE_START: Duration = Duration::from_millis(100);
 /// Longest such pause.
-const RESUBSCRIBE_MAX: Duration = Duration::from_secs(5);
+pub(super) const RESUBSCRIBE_MAX: Duration = Duration::from_secs(5);
 
 /// Consumes `queue` until `shutdown`: parses each delivery as `R` (else dead-letters it),
 /// runs `handler`, replies to `reply_to` with the same `correlation_id`, then acks.
@@ -250,8 +250,42 @@ enum Session {
     Ended,
 }
 
+/// A channel to consume on, with at most `prefetch` unacked deliveries: the bound on the work in
+/// progress in this process.
+pub(super) async fn consumer_channel(
+    connection: &lapin::Connection,
+    prefetch: u16,
+) -> anyhow::Result<Channel> {
+    let channel = connection
+        .create_channel()
+        .await
+        .context("open the consumer channel")?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions { global: false })
+        .await
+        .context("set the prefetch")?;
+    Ok(channel)
+}
+
+/// A channel with publisher confirms on, for what a consumer publishes (`what`: its replies or
+/// dead letters) before it acks a delivery.
+pub(super) async fn confirmed_channel(
+    connection: &lapin::Connection,
+    what: &str,
+) -> anyhow::Result<Channel> {
+    let channel = connection
+        .create_channel()
+        .await
+        .with_context(|| format!("open the channel for {what}"))?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .with_context(|| format!("turn on publisher confirms for {what}"))?;
+    Ok(channel)
+}
+
 /// The next open connection, or `None` once the supervisor is gone.
-async fn next_open(state: &mut watch::Receiver<Option<Live>>) -> Option<Live> {
+pub(super) async fn next_open(state: &mut watch::Receiver<Option<Live>>) -> Option<Live> {
     // A connection that died but is still published is skipped until the supervisor notices.
     state
         .wait_for(|s| s.as_ref().is_some_and(Live::is_open))
@@ -274,25 +308,10 @@ where
 {
     let prefetch = options.prefetch;
     let connection = &live.connection;
-    let channel = connection
-        .create_channel()
-        .await
-        .context("open the consumer channel")?;
-    // Bounds the unacked deliveries in this process, and so the work in progress.
-    channel
-        .basic_qos(prefetch, BasicQosOptions { global: false })
-        .await
-        .context("set the prefetch")?;
+    let channel = consumer_channel(connection, prefetch).await?;
     declare_work_queue(&channel, queue).await?;
-    let replies = connection
-        .create_channel()
-        .await
-        .context("open the reply channel")?;
     // A request is acked only once RabbitMQ has taken its reply.
-    replies
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .context("turn on publisher confirms for replies")?;
+    let replies = confirmed_channel(connection, "replies").await?;
     let consumer = channel
         .basic_consume(
             queue.into(),
@@ -583,7 +602,7 @@ async fn send_reply<R: RpcRequest>(
 }
 
 /// Returns a request to its queue; it counts towards the queue's delivery limit.
-async fn requeue(acker: &Acker) {
+pub(super) async fn requeue(acker: &Acker) {
     let options = BasicNackOptions {
         requeue: true,
         multiple: false,
@@ -597,7 +616,7 @@ async fn requeue(acker: &Acker) {
 /// dead-letter exchange, so that requests which merely expired never land there. When the copy
 /// is not confirmed the request is requeued, to be tried again.
 /// Returns the outcome to count: `dead_lettered`, or `retried` when it went back to the queue.
-async fn dead_letter(
+pub(super) async fn dead_letter(
     delivery: &Delivery,
     replies: &Channel,
     queue: &str,
@@ -687,7 +706,7 @@ async fn publish_dead_letter(
 
 /// Logs an ack, nack or reject that did not reach the broker; the channel is gone, and the
 /// broker redelivers the message to the next consumer.
-fn settle(result: lapin::Result<bool>, what: &'static str) {
+pub(super) fn settle(result: lapin::Result<bool>, what: &'static str) {
     match result {
         Ok(true) => {}
         Ok(false) => tracing::debug!(what, "delivery already settled or its channel closed"),
@@ -695,7 +714,7 @@ fn settle(result: lapin::Result<bool>, what: &'static str) {
     }
 }
 
-fn header_string(properties: &BasicProperties, name: &str) -> Option<String> {
+pub(super) fn header_string(properties: &BasicProperties, name: &str) -> Option<String> {
     match properties.headers().as_ref()?.inner().get(name)? {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Some(s.to_string()),
@@ -703,7 +722,7 @@ fn header_string(properties: &BasicProperties, name: &str) -> Option<String> {
     }
 }
 
-fn header_i64(properties: &BasicProperties, name: &str) -> Option<i64> {
+pub(super) fn header_i64(properties: &BasicProperties, name: &str) -> Option<i64> {
     // Other publishers may pick any integer type, or even a string.
     match properties.headers().as_ref()?.inner().get(name)? {
         AMQPValue::LongLongInt(v) => Some(*v),
@@ -719,7 +738,7 @@ fn header_i64(properties: &BasicProperties, name: &str) -> Option<i64> {
 }
 
 /// Errors that come back identically however often the consumer is restarted.
-fn is_permanent(error: &anyhow::Error) -> bool {
+pub(super) fn is_permanent(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause
             .downcast_ref::<lapin::Error>()

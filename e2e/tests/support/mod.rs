@@ -298,7 +298,20 @@ impl System {
         }
         let broker = testing::broker_connection().await;
         let channel = broker.create_channel().await.expect("open a channel");
-        testing::delete_queue(&channel, &self.order_queue).await;
+        let amqp = self.amqp();
+        for queue in [
+            &self.order_queue,
+            &amqp.resolve_queue,
+            &format!("{}.order-events", self.order_queue),
+        ] {
+            testing::delete_queue(&channel, queue).await;
+        }
+        let _ = channel
+            .exchange_delete(
+                amqp.events_exchange.as_str().into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
+            .await;
         let _ = broker.close(200, "done".into()).await;
     }
 
@@ -346,6 +359,7 @@ impl System {
         let config = products::config::Config {
             server: server_for(&self.products_db),
             amqp: self.amqp(),
+            events_queue: format!("{}.order-events", self.order_queue),
             rpc_timeout: self.options.rpc_timeout,
             reply_mode: self.options.reply_mode,
             jwks: JwksConfig::new(self.jwks_url()),

@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20250101_000001_create_products;
 mod m20261203_000002_stock_and_reservations;
+mod m20261203_000003_processed_events;
 
 /// The advisory lock key products migrations run under, so replicas apply them once.
 pub const LOCK_KEY: i64 = 0x7072_6f64_7563_7473;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20250101_000001_create_products::Migration),
             Box::new(m20261203_000002_stock_and_reservations::Migration),
+            Box::new(m20261203_000003_processed_events::Migration),
         ]
     }
 }

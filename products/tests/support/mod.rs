@@ -100,6 +100,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let config = Config {
         server: db.server_config(),
         amqp: AmqpConfig::with_order_queue(options.amqp_url, queue.clone()),
+        events_queue: format!("{queue}.order-events"),
         rpc_timeout: options.rpc_timeout,
         reply_mode: options.reply_mode,
         jwks: issuer.jwks_config(),
@@ -263,10 +264,21 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         delete_queue_on_drop(&self.queue);
         delete_queue_on_drop(&self.resolve_queue());
+        delete_queue_on_drop(&self.events_queue());
     }
 }
 
 impl TestApp {
+    /// products' own queue of order events.
+    pub fn events_queue(&self) -> String {
+        format!("{}.order-events", self.queue)
+    }
+
+    /// The exchange order events reach this app through.
+    pub fn events_exchange(&self) -> String {
+        format!("{}.events", self.queue)
+    }
+
     /// The queue this app asks orders about reservations on.
     pub fn resolve_queue(&self) -> String {
         format!("{}_RESOLVE", self.queue)
