@@ -480,6 +480,13 @@ def check_monitoring(r: Report, objs: list[dict], overlay: str, repo_root: Path)
     r.check(f"{overlay}: a NetworkPolicy lets Prometheus scrape the services", bool(policies))
 
 
+# The names common/src/messages.rs and products/src/config.rs default to, which kube/ keeps.
+RESOLVE_QUEUE = "ORDER_RESOLVE"
+EVENTS_EXCHANGE = "shop.events"
+EVENTS_QUEUE = "products.order-events"
+EVENT_ROUTING_KEYS = ("order.created.v1", "order.cancelled.v1")
+
+
 def expected_queues(topology_rs: str, queue: str) -> dict[str, dict]:
     """The arguments declare_work_queue passes, read from its source."""
     limits = dict(re.findall(r"\bconst (\w*DELIVERY_LIMIT): i32 = (\d+);", topology_rs))
@@ -518,8 +525,11 @@ def check_rabbitmq_definitions(r: Report, objs: list[dict], overlay: str, repo_r
     }
     r.check(f"{overlay}: products and orders agree on ORDER_QUEUE", len(order_queues) == 1, str(order_queues))
     queue = next(iter(order_queues), "ORDER")
+    # Every work and event queue is declared by declare_work_queue, with the same arguments.
+    work_queues = [queue, RESOLVE_QUEUE, EVENTS_QUEUE]
     try:
-        expected = expected_queues((repo_root / "common/src/amqp/topology.rs").read_text(), queue)
+        topology = (repo_root / "common/src/amqp/topology.rs").read_text()
+        expected = {name: args for q in work_queues for name, args in expected_queues(topology, q).items()}
     except (OSError, ValueError) as e:
         r.check(f"{overlay}: read the queue arguments from common/src/amqp/topology.rs", False, str(e))
         return
@@ -531,6 +541,17 @@ def check_rabbitmq_definitions(r: Report, objs: list[dict], overlay: str, repo_r
                 defined.get("durable") is True and defined.get("auto_delete") is False and defined.get("vhost") == "/")
         r.check(f"{overlay}: queue {name} has exactly the arguments of topology.rs",
                 defined.get("arguments") == arguments, f"{defined.get('arguments')} != {arguments}")
+    definitions = json.loads(data["20-queues.json"])
+    exchanges = {e["name"]: e for e in definitions.get("exchanges", [])}
+    events = exchanges.get(EVENTS_EXCHANGE) or {}
+    r.check(f"{overlay}: RabbitMQ definitions declare the durable topic exchange {EVENTS_EXCHANGE}",
+            events.get("type") == "topic" and events.get("durable") is True
+            and events.get("auto_delete") is False and events.get("vhost") == "/", str(events))
+    bindings = {(b["source"], b["destination"], b["destination_type"], b["routing_key"])
+                for b in definitions.get("bindings", [])}
+    wanted = {(EVENTS_EXCHANGE, EVENTS_QUEUE, "queue", key) for key in EVENT_ROUTING_KEYS}
+    r.check(f"{overlay}: {EVENTS_QUEUE} is bound to {EVENTS_EXCHANGE} for every order event, and nothing else is bound",
+            bindings == wanted, str(sorted(bindings)))
     permissions = {p["user"]: p for p in json.loads(data["30-permissions.json"])["permissions"]}
     allowed = {
         # (user, permission, resource, expected)
@@ -550,6 +571,23 @@ def check_rabbitmq_definitions(r: Report, objs: list[dict], overlay: str, repo_r
         ("orders", "read", f"{queue}.dlq", False),
         ("orders", "write", "amq.default", True),
         ("orders", "configure", "amq.gen-Xy12", False),
+        # The reservation questions: orders consumes them, products only publishes them.
+        ("orders", "configure", RESOLVE_QUEUE, True),
+        ("orders", "read", RESOLVE_QUEUE, True),
+        ("products", "configure", RESOLVE_QUEUE, False),
+        ("products", "read", RESOLVE_QUEUE, False),
+        # The events: orders alone may publish them; products binds and reads its own queue.
+        ("orders", "configure", EVENTS_EXCHANGE, True),
+        ("orders", "write", EVENTS_EXCHANGE, True),
+        ("products", "write", EVENTS_EXCHANGE, False),
+        ("products", "configure", EVENTS_EXCHANGE, False),
+        ("products", "read", EVENTS_EXCHANGE, True),
+        ("products", "configure", EVENTS_QUEUE, True),
+        ("products", "configure", f"{EVENTS_QUEUE}.dlq", True),
+        ("products", "write", EVENTS_QUEUE, True),
+        ("products", "read", EVENTS_QUEUE, True),
+        ("orders", "read", EVENTS_QUEUE, False),
+        ("orders", "configure", EVENTS_QUEUE, False),
     }
     for user, permission, resource, expect in sorted(allowed):
         pattern = (permissions.get(user) or {}).get(permission)

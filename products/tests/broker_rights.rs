@@ -9,18 +9,28 @@
 use std::path::Path;
 
 use common::{
-    amqp::{check_work_queue, declare_reply_queue, declare_work_queue},
+    amqp::{
+        check_work_queue, declare_event_queue, declare_events_exchange, declare_reply_queue,
+        declare_work_queue,
+    },
+    messages::{Event, OrderCancelledV1, OrderCreatedV1},
     testing::{amqp_url, publish, queue_counts, request_properties, require_broker},
 };
 use lapin::{
-    Channel, Connection, ConnectionProperties,
-    options::{BasicConsumeOptions, ConfirmSelectOptions, QueueDeleteOptions, QueuePurgeOptions},
+    BasicProperties, Channel, Connection, ConnectionProperties,
+    options::{
+        BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions,
+        QueuePurgeOptions,
+    },
     types::FieldTable,
 };
 use serde_json::{Value, json};
 
 /// The queue the deployment's definitions declare, in the test's own virtual host.
 const QUEUE: &str = "ORDER";
+/// The events exchange and products' queue bound to it, as the definitions declare them.
+const EVENTS_EXCHANGE: &str = "shop.events";
+const EVENTS_QUEUE: &str = "products.order-events";
 
 /// A virtual host with the deployment's queues and permissions, and a products and an orders
 /// user with those permissions; all removed when dropped.
@@ -56,10 +66,14 @@ impl Deployment {
                 .unwrap_or_else(|e| panic!("read {name}: {e}"));
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {name}: {e}"))
         };
-        let mut queues = read("20-queues.json")["queues"].clone();
-        for queue in queues.as_array_mut().expect("a list of queues") {
-            queue["vhost"] = json!(self.vhost);
-        }
+        let topology = read("20-queues.json");
+        let in_this_vhost = |key: &str| -> Value {
+            let mut items = topology[key].clone();
+            for item in items.as_array_mut().expect("a list") {
+                item["vhost"] = json!(self.vhost);
+            }
+            items
+        };
         let permissions: Vec<Value> = read("30-permissions.json")["permissions"]
             .as_array()
             .expect("a list of permissions")
@@ -79,7 +93,9 @@ impl Deployment {
                 "name": name, "password": self.password, "tags": []
             })).collect::<Vec<_>>(),
             "permissions": permissions,
-            "queues": queues,
+            "queues": in_this_vhost("queues"),
+            "exchanges": in_this_vhost("exchanges"),
+            "bindings": in_this_vhost("bindings"),
         })
     }
 
@@ -205,6 +221,79 @@ async fn products_may_find_and_publish_to_the_order_queue_but_not_redeclare_dele
         .await
         .expect("the queue is still there");
     assert_eq!(messages, 1);
+    let _ = products.close(200, "done".into()).await;
+    let _ = orders.close(200, "done".into()).await;
+}
+
+/// Publishes an (empty) order event to the events exchange, with publisher confirms.
+async fn publish_event(connection: &Connection) -> lapin::Result<lapin::Confirmation> {
+    let publisher = channel(connection).await;
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    publisher
+        .basic_publish(
+            EVENTS_EXCHANGE.into(),
+            OrderCancelledV1::ROUTING_KEY.into(),
+            BasicPublishOptions::default(),
+            b"{}",
+            BasicProperties::default(),
+        )
+        .await?
+        .await
+}
+
+#[tokio::test]
+async fn only_orders_may_publish_order_events_and_products_may_bind_and_read_its_own_queue() {
+    let deployment = Deployment::import().await;
+    let products = deployment.connect_as("products").await;
+    let orders = deployment.connect_as("orders").await;
+
+    declare_events_exchange(&channel(&orders).await, EVENTS_EXCHANGE)
+        .await
+        .expect("orders declares the exchange as the definitions made it");
+    let keys = [OrderCreatedV1::ROUTING_KEY, OrderCancelledV1::ROUTING_KEY];
+    declare_event_queue(
+        &channel(&products).await,
+        EVENTS_EXCHANGE,
+        EVENTS_QUEUE,
+        &keys,
+    )
+    .await
+    .expect("products declares and binds its queue as the definitions made them");
+
+    publish_event(&orders)
+        .await
+        .expect("orders publishes an event");
+    assert_refused(
+        publish_event(&products).await,
+        "publish an order event (and so forge a cancellation)",
+    );
+    let (messages, _) = queue_counts(&channel(&products).await, EVENTS_QUEUE)
+        .await
+        .expect("products looks at its queue");
+    assert_eq!(messages, 1, "only orders' event arrived");
+    let consumer = channel(&products)
+        .await
+        .basic_consume(
+            EVENTS_QUEUE.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await;
+    assert!(consumer.is_ok(), "products reads its queue: {consumer:?}");
+    let deleted = channel(&orders)
+        .await
+        .queue_delete(EVENTS_QUEUE.into(), QueueDeleteOptions::default())
+        .await;
+    assert!(
+        format!(
+            "{:#}",
+            deleted.expect_err("orders may not delete products' queue")
+        )
+        .contains("ACCESS_REFUSED")
+    );
     let _ = products.close(200, "done".into()).await;
     let _ = orders.close(200, "done".into()).await;
 }
