@@ -173,13 +173,19 @@ impl Relay {
             .await
             .context("count the events waiting")?;
         self.pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
-        if pending == 0 {
+        if pending == 0 && !self.broker.is_connected() {
+            // Nothing to publish and nowhere to: no outage to report.
             return Ok(Pass::Done);
         }
+        // Opened (and the exchange declared) even with nothing to publish, so that the exchange
+        // exists for consumers to bind to within a poll of every (re)connect.
         let open = match channel {
             Some(open) if open.status().connected() => open.clone(),
             _ => channel.insert(self.open_channel().await?).clone(),
         };
+        if pending == 0 {
+            return Ok(Pass::Done);
+        }
         // Checked before claiming, so no lease is taken on events that cannot go out now.
         let connection = self
             .broker

@@ -184,3 +184,28 @@ async fn cancelling_someone_elses_order_is_not_found_like_a_missing_one_and_chan
     assert_eq!(outbox_rows(&app, OrderCancelledV1::ROUTING_KEY).await, 0);
     requester.close().await;
 }
+
+#[tokio::test]
+async fn orders_declares_the_events_exchange_before_it_has_anything_to_publish() {
+    let app = TestApp::spawn().await;
+    let connection = common::testing::broker_connection().await;
+
+    common::testing::wait_until(support::PATIENCE, "the events exchange", || async {
+        // A failed passive declare closes its channel, so each look takes a new one.
+        let channel = connection.create_channel().await.ok()?;
+        channel
+            .exchange_declare(
+                app.amqp.events_exchange.as_str().into(),
+                lapin::ExchangeKind::Topic,
+                lapin::options::ExchangeDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .ok()
+    })
+    .await;
+    let _ = connection.close(200, "done".into()).await;
+}
