@@ -17,6 +17,16 @@ pub const DEFAULT_ORDER_QUEUE: &str = "ORDER";
 /// The default name of the queue reservation questions go to (`RESOLVE_QUEUE`).
 pub const DEFAULT_RESOLVE_QUEUE: &str = "ORDER_RESOLVE";
 
+/// The problem type (after [`TYPE_BASE`](crate::problem::TYPE_BASE)) orders answers a buy whose
+/// reservation was resolved as refused before the buy arrived: no order, so products returns
+/// the stock.
+pub const RESERVATION_EXPIRED: &str = "reservation-expired";
+
+/// The problem type orders answers a buy whose reservation belongs to another order already (a
+/// request products never sends): the stock is that other order's, so products must not return
+/// it.
+pub const RESERVATION_IN_USE: &str = "reservation-in-use";
+
 /// The durable topic exchange orders publishes its events to, each with its
 /// [`Event::ROUTING_KEY`] as routing key.
 pub const EVENTS_EXCHANGE: &str = "shop.events";

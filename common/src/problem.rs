@@ -50,6 +50,11 @@ impl Problem {
         Self::new(status, detail).with_type(format!("{TYPE_BASE}{name}"))
     }
 
+    /// Whether this is a problem of the shop's own kind `name` ([`Problem::of_type`]).
+    pub fn is_of_type(&self, name: &str) -> bool {
+        self.kind.strip_prefix(TYPE_BASE) == Some(name)
+    }
+
     /// The same problem with a `type` URI naming its kind.
     pub fn with_type(mut self, kind: impl Into<String>) -> Self {
         self.kind = kind.into();

@@ -50,6 +50,7 @@ async fn every_service_answers_what_is_in_flight_then_closes_its_connections_and
         amqp: amqp.clone(),
         jwks: issuer.jwks_config(),
         prefetch: 8,
+        outbox: orders::config::DEFAULT_OUTBOX,
     })
     .await;
     assert_graceful_shutdown(orders, TEST_SHUTDOWN_TIMEOUT, Some(&queue)).await;

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 pub use common::domain::{Cents, IdempotencyKey, Invalid, Quantity};
 use common::{
     domain::{MAX_ORDER_LINES, MAX_PRICE_CENTS, MAX_PRODUCT_NAME_CHARS},
-    ids::{ProductId, UserId},
+    ids::{ProductId, ReservationId, UserId},
     messages::{CreateOrderV1, OrderLineV1},
 };
 use sha2::{Digest, Sha256};
@@ -217,6 +217,7 @@ pub struct NewOrder {
     idempotency_key: Option<IdempotencyKey>,
     message_id: Option<String>,
     fingerprint: Fingerprint,
+    reservation_id: Option<ReservationId>,
 }
 
 impl NewOrder {
@@ -277,6 +278,7 @@ impl NewOrder {
             idempotency_key,
             message_id,
             fingerprint,
+            reservation_id: request.reservation_id,
         })
     }
 
@@ -318,6 +320,11 @@ impl NewOrder {
     /// The digest of its lines.
     pub fn fingerprint(&self) -> &Fingerprint {
         &self.fingerprint
+    }
+
+    /// The stock products set aside for it, when products reserves stock.
+    pub fn reservation_id(&self) -> Option<ReservationId> {
+        self.reservation_id
     }
 }
 

@@ -10,6 +10,9 @@ pub enum Error {
     /// one, so ids cannot be probed.
     #[error("no such order")]
     OrderNotFound,
+    /// 409: the order's status (given) does not allow what was asked.
+    #[error("an order that is {0} cannot be cancelled")]
+    NotCancellable(String),
     /// The problem's own status (400 for bad paging, for instance).
     #[error(transparent)]
     Rejected(#[from] Problem),
@@ -23,6 +26,10 @@ impl Error {
     pub fn problem(&self) -> Problem {
         match self {
             Error::OrderNotFound => Problem::not_found("There is no such order."),
+            Error::NotCancellable(_) => Problem::new(
+                StatusCode::CONFLICT,
+                "This order can no longer be cancelled.",
+            ),
             Error::Rejected(problem) => problem.clone(),
             Error::Unexpected(_) => Problem::internal(),
         }

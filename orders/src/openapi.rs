@@ -8,7 +8,7 @@ use crate::routes;
 /// orders' routes and the bodies they answer.
 #[derive(OpenApi)]
 #[openapi(
-    paths(routes::list_orders, routes::get_order),
+    paths(routes::list_orders, routes::get_order, routes::cancel_order),
     tags((name = "orders", description = "The caller's orders."))
 )]
 pub struct Api;

@@ -1,5 +1,5 @@
-//! What orders adds to the service skeleton: the order consumer, the token verifier and its
-//! routes.
+//! What orders adds to the service skeleton: the order and resolve consumers, the outbox
+//! relay, the token verifier and its routes.
 
 use actix_web::web;
 use common::{
@@ -12,8 +12,10 @@ use common::{
 
 use crate::{
     config::Config,
-    consumer::{self, OrderHandler},
+    consumer::{self, Consuming, OrderHandler},
     migration::{LOCK_KEY, Migrator},
+    outbox::Wake,
+    relay::Relay,
     routes,
 };
 
@@ -41,23 +43,39 @@ impl Service for Orders {
 
     async fn build(config: Config, parts: &mut Parts) -> anyhow::Result<Routes> {
         let broker = parts.connect_broker(&config.amqp)?;
-        let handler = OrderHandler::new(parts.db().clone(), parts.metrics())?;
-        let metrics = ConsumerMetrics::register(parts.metrics())?;
+        let wake = Wake::default();
+        let handler = OrderHandler::new(parts.db().clone(), parts.metrics(), wake.clone())?;
+        let consuming = Consuming {
+            broker: broker.clone(),
+            prefetch: config.prefetch,
+            metrics: Some(ConsumerMetrics::register(parts.metrics())?),
+            shutdown: parts.shutdown().clone(),
+        };
         parts.spawn_worker(
             "order consumer",
-            consumer::run(
-                broker,
-                config.amqp.order_queue,
-                config.prefetch,
-                handler,
-                Some(metrics),
-                parts.shutdown().clone(),
-            ),
+            consumer::run(consuming.clone(), config.amqp.order_queue, handler.clone()),
         );
+        parts.spawn_worker(
+            "resolve consumer",
+            consumer::run_resolver(consuming, config.amqp.resolve_queue, handler),
+        );
+        // Not a readiness check: events wait in the outbox while they cannot be published,
+        // and serving orders does not depend on it; `broker` already says when it is down.
+        let relay = Relay::new(
+            parts.db().clone(),
+            broker,
+            config.amqp.events_exchange,
+            config.outbox,
+            wake.clone(),
+            parts.metrics(),
+        )?;
+        parts.spawn_worker("outbox relay", relay.run(parts.shutdown().clone()));
         let db = web::Data::new(parts.db().clone());
+        let wake = web::Data::new(wake);
         let verifier = web::Data::new(JwksVerifier::new(config.jwks.clone()));
         Ok(Routes::new(move |cfg| {
             cfg.app_data(db.clone())
+                .app_data(wake.clone())
                 .app_data(verifier.clone())
                 .configure(routes::configure);
         }))

@@ -4,24 +4,29 @@
 use std::collections::HashMap;
 
 use common::{
-    ids::{OrderId, UserId},
-    messages::{Order, OrderItem},
+    ids::{OrderId, ReservationId, UserId},
+    messages::{EventLineV1, Order, OrderCancelledV1, OrderCreatedV1, OrderItem},
     paging::Paging,
 };
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     RuntimeErr, TransactionSession, TransactionTrait, TryInsertResult,
+    prelude::Expr,
     sqlx::Error as SqlxError,
 };
 
 use crate::{
     domain::NewOrder,
-    entity::{order, order_line},
+    entity::{order, order_line, reservation_outcome},
+    outbox::{self, Headers},
 };
 
-/// The status of every order this service stores.
+/// The status of an order as stored.
 pub const STATUS_CREATED: &str = "created";
+
+/// The status of an order its buyer cancelled.
+pub const STATUS_CANCELLED: &str = "cancelled";
 
 /// What storing a request did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,12 +37,22 @@ pub enum Inserted {
     Replayed(Order),
     /// The dedup key belongs to an earlier order with different lines; nothing was stored.
     KeyReused(OrderId),
+    /// The reservation was resolved as refused before this request arrived: no order may be
+    /// stored with it any more, and none was.
+    ReservationExpired,
+    /// The reservation belongs to another order (this one, `OrderId`, or one stored under
+    /// another dedup key); nothing was stored.
+    ReservationTaken(OrderId),
 }
 
 /// Stores `new` with its lines in one transaction, unless its dedup key is already taken for
 /// this user. Concurrent calls with one key store exactly one order: the losers' inserts wait
 /// for the winner's commit, then find its row.
-pub async fn insert_order<C>(db: &C, new: &NewOrder) -> Result<Inserted, DbErr>
+///
+/// A new order claims its reservation in `reservation_outcomes` and writes `order.created.v1`
+/// (with `headers`) to the outbox, both in the same transaction: the order, the claim and the
+/// event exist together or not at all.
+pub async fn insert_order<C>(db: &C, new: &NewOrder, headers: &Headers) -> Result<Inserted, DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -55,6 +70,8 @@ where
         message_id: Set(new.message_id().map(str::to_owned)),
         // The database's clock, so orders from every replica sort on one time line.
         created_at: NotSet,
+        reservation_id: Set(new.reservation_id()),
+        cancelled_at: Set(None),
     };
     // RETURNING gives the row as stored (with the database's created_at), so the reply is
     // built from it and the lines already in hand: no reads after the writes.
@@ -70,6 +87,15 @@ where
     };
     let outcome = match inserted {
         TryInsertResult::Inserted(row) => {
+            if let Some(reservation) = new.reservation_id() {
+                match claim_reservation(&txn, reservation, id).await? {
+                    None => {}
+                    Some(refused) => {
+                        txn.rollback().await?;
+                        return Ok(refused);
+                    }
+                }
+            }
             let items: Vec<OrderItem> = new
                 .lines()
                 .iter()
@@ -96,14 +122,24 @@ where
             order_line::Entity::insert_many(lines)
                 .exec_without_returning(&txn)
                 .await?;
-            Inserted::Created(Order {
+            let order = Order {
                 id: row.id,
                 user_id: row.user_id,
                 status: row.status,
                 items,
                 total_cents: row.total_cents,
                 created_at: row.created_at,
-            })
+            };
+            let created = OrderCreatedV1 {
+                order_id: order.id,
+                user_id: order.user_id,
+                reservation_id: row.reservation_id,
+                items: event_lines(&order.items),
+                total_cents: order.total_cents,
+                created_at: order.created_at,
+            };
+            outbox::enqueue(&txn, &created, headers).await?;
+            Inserted::Created(order)
         }
         TryInsertResult::Conflicted => {
             let existing = order::Entity::find()
@@ -114,10 +150,17 @@ where
                 .ok_or_else(|| {
                     DbErr::RecordNotFound("the order holding a conflicting dedup key".to_owned())
                 })?;
-            if existing.fingerprint == new.fingerprint().as_str() {
-                Inserted::Replayed(with_lines_one(&txn, existing).await?)
-            } else {
+            let other_reservation = new
+                .reservation_id()
+                .is_some_and(|r| existing.reservation_id != Some(r));
+            if existing.fingerprint != new.fingerprint().as_str() {
                 Inserted::KeyReused(existing.id)
+            } else if other_reservation {
+                // The same buy again, but with stock set aside a second time: answering with
+                // the order would tie that second reservation to it and take its stock twice.
+                Inserted::ReservationTaken(existing.id)
+            } else {
+                Inserted::Replayed(with_lines_one(&txn, existing).await?)
             }
         }
         TryInsertResult::Empty => {
@@ -127,6 +170,138 @@ where
     crate::failpoint::hit(crate::failpoint::Point::BeforeCommit);
     txn.commit().await?;
     Ok(outcome)
+}
+
+/// Claims `reservation` for the order `order` inside the order's transaction: `None` when it
+/// is now this order's, else why no order may be stored with it.
+///
+/// The primary key of `reservation_outcomes` is the fence between this and a resolve
+/// ([`resolve_reservation`]), which inserts the same reservation with no order. Whichever
+/// insert comes first wins; the second waits on the key until the first commits (or rolls
+/// back, and then it wins), so a reservation is never both ordered and refused.
+async fn claim_reservation(
+    txn: &impl ConnectionTrait,
+    reservation: ReservationId,
+    order: OrderId,
+) -> Result<Option<Inserted>, DbErr> {
+    let claimed = reservation_outcome::Entity::insert(reservation_outcome::ActiveModel {
+        reservation_id: Set(reservation),
+        order_id: Set(Some(order)),
+    })
+    .on_conflict_do_nothing_on([reservation_outcome::Column::ReservationId])
+    .exec_without_returning(txn)
+    .await?;
+    if matches!(claimed, TryInsertResult::Inserted(rows) if rows > 0) {
+        return Ok(None);
+    }
+    let outcome = reservation_outcome::Entity::find_by_id(reservation)
+        .one(txn)
+        .await?
+        .ok_or_else(|| {
+            DbErr::RecordNotFound("the outcome of a conflicting reservation".to_owned())
+        })?;
+    Ok(Some(match outcome.order_id {
+        None => Inserted::ReservationExpired,
+        Some(other) => Inserted::ReservationTaken(other),
+    }))
+}
+
+/// How the buy behind `reservation` ended: `Some(order)` when an order was stored with it,
+/// `None` when none was, and then none ever will be (see [`claim_reservation`]).
+pub async fn resolve_reservation<C>(
+    db: &C,
+    reservation: ReservationId,
+) -> Result<Option<OrderId>, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = db.begin().await?;
+    reservation_outcome::Entity::insert(reservation_outcome::ActiveModel {
+        reservation_id: Set(reservation),
+        order_id: Set(None),
+    })
+    .on_conflict_do_nothing_on([reservation_outcome::Column::ReservationId])
+    .exec_without_returning(&txn)
+    .await?;
+    let outcome = reservation_outcome::Entity::find_by_id(reservation)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("a reservation outcome just written".to_owned()))?;
+    txn.commit().await?;
+    Ok(outcome.order_id)
+}
+
+/// What cancelling did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The order was `created` and is now `cancelled`; `order.cancelled.v1` is in the outbox.
+    Now(Order),
+    /// It was cancelled already; nothing changed.
+    Already(Order),
+    /// It is in a status cancelling does not apply to; nothing changed.
+    NotCancellable(Order),
+    /// The user has no such order.
+    NotFound,
+}
+
+/// Cancels `user`'s order `id` if it is `created`, writing `order.cancelled.v1` (with
+/// `headers`) to the outbox in the same transaction. A conditional update rather than a read
+/// then a write, so two cancels at once make one change and one event.
+pub async fn cancel_for_user<C>(
+    db: &C,
+    user: UserId,
+    id: OrderId,
+    headers: &Headers,
+) -> Result<Cancelled, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = db.begin().await?;
+    let changed = order::Entity::update_many()
+        .col_expr(order::Column::Status, Expr::value(STATUS_CANCELLED))
+        .col_expr(order::Column::CancelledAt, Expr::current_timestamp())
+        .filter(order::Column::Id.eq(id))
+        .filter(order::Column::UserId.eq(user))
+        .filter(order::Column::Status.eq(STATUS_CREATED))
+        .exec_with_returning(&txn)
+        .await?
+        .pop();
+    let outcome = match changed {
+        Some(row) => {
+            let cancelled_at = row.cancelled_at.ok_or_else(|| {
+                DbErr::Custom("a cancelled order without its cancellation time".to_owned())
+            })?;
+            let reservation_id = row.reservation_id;
+            let order = with_lines_one(&txn, row).await?;
+            let event = OrderCancelledV1 {
+                order_id: order.id,
+                user_id: order.user_id,
+                reservation_id,
+                items: event_lines(&order.items),
+                cancelled_at,
+            };
+            outbox::enqueue(&txn, &event, headers).await?;
+            Cancelled::Now(order)
+        }
+        None => match get_for_user(&txn, user, id).await? {
+            None => Cancelled::NotFound,
+            Some(order) if order.status == STATUS_CANCELLED => Cancelled::Already(order),
+            Some(order) => Cancelled::NotCancellable(order),
+        },
+    };
+    txn.commit().await?;
+    Ok(outcome)
+}
+
+/// The lines of `items` as events carry them.
+fn event_lines(items: &[OrderItem]) -> Vec<EventLineV1> {
+    items
+        .iter()
+        .map(|item| EventLineV1 {
+            product_id: item.product_id,
+            quantity: item.quantity,
+        })
+        .collect()
 }
 
 /// A page of `user`'s orders, newest first, with their lines.

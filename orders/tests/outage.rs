@@ -39,13 +39,16 @@ async fn a_buy_sent_while_the_database_is_down_is_stored_once_it_returns_and_nev
     let mut requester = Requester::connect(&queue).await;
     let shutdown = CancellationToken::new();
     let broker = Broker::start(amqp_url(), shutdown.clone());
-    let consumer = tokio::spawn(orders::consumer::run(
+    let consuming = orders::consumer::Consuming {
         broker,
+        prefetch: 4,
+        metrics: None,
+        shutdown: shutdown.clone(),
+    };
+    let consumer = tokio::spawn(orders::consumer::run(
+        consuming,
         queue.clone(),
-        4,
         support::handler(&db),
-        None,
-        shutdown.clone(),
     ));
     let user = UserId::new();
 

@@ -6,7 +6,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
-    options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions},
+    options::{
+        BasicConsumeOptions, BasicPublishOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+        QueueDeleteOptions,
+    },
     types::FieldTable,
 };
 
@@ -60,6 +63,26 @@ pub async fn delete_queue(channel: &Channel, queue: &str) {
 /// [`delete_queue`] for a `Drop` impl: quorum queues outlive their consumers, so a test's
 /// queues must be removed even when it panicked, from inside its runtime.
 pub fn delete_queue_on_drop(queue: &str) {
+    on_a_channel_detached(|channel| async move { delete_queue(&channel, queue).await });
+}
+
+/// Deletes the exchange `exchange`, from a `Drop` impl as [`delete_queue_on_drop`] does; one
+/// already gone is not an error.
+pub fn delete_exchange_on_drop(exchange: &str) {
+    on_a_channel_detached(|channel| async move {
+        let _ = channel
+            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+            .await;
+    });
+}
+
+/// Runs `work` on a channel of a connection of its own, on a thread of its own; nothing when
+/// the broker does not answer.
+fn on_a_channel_detached<F, Fut>(work: F)
+where
+    F: FnOnce(Channel) -> Fut + Send,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     run_detached(async move {
         let Ok(connection) =
             Connection::connect(&amqp_url(), ConnectionProperties::default()).await
@@ -67,7 +90,7 @@ pub fn delete_queue_on_drop(queue: &str) {
             return;
         };
         if let Ok(channel) = connection.create_channel().await {
-            delete_queue(&channel, queue).await;
+            work(channel).await;
         }
         let _ = connection.close(200, "test over".into()).await;
     });

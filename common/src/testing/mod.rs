@@ -22,8 +22,9 @@ mod relay;
 
 pub use app::{PATIENCE, TestApp, assert_graceful_shutdown};
 pub use broker::{
-    broker_connection, consume_without_acks, delete_queue, delete_queue_on_drop, next_reply,
-    next_reply_with_headers, publish, queue_counts, request_properties,
+    broker_connection, consume_without_acks, delete_exchange_on_drop, delete_queue,
+    delete_queue_on_drop, next_reply, next_reply_with_headers, publish, queue_counts,
+    request_properties,
 };
 pub use issuer::{
     Forgery, KEY_ID, NEXT_KEY_ID, SIGNING_KEY_PEM, TestIssuer, TokenForge, claims_for,

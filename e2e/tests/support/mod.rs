@@ -377,6 +377,7 @@ impl System {
             amqp: self.amqp(),
             jwks: JwksConfig::new(self.jwks_url()),
             prefetch: 32,
+            outbox: orders::config::DEFAULT_OUTBOX,
         };
         self.orders = Some(TestApp::spawn_ready::<orders::Orders>(config).await);
     }

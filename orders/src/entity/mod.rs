@@ -2,3 +2,5 @@
 
 pub mod order;
 pub mod order_line;
+pub mod outbox;
+pub mod reservation_outcome;

@@ -1,7 +1,7 @@
 //! `orders`: one row per stored order.
 
 use chrono::{DateTime, Utc};
-use common::ids::{OrderId, UserId};
+use common::ids::{OrderId, ReservationId, UserId};
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -11,6 +11,7 @@ pub struct Model {
     pub id: OrderId,
     pub user_id: UserId,
     pub email: String,
+    /// `created` or `cancelled`.
     pub status: String,
     pub total_cents: i64,
     /// `key:<Idempotency-Key>` or `msg:<message_id>`; unique per user.
@@ -20,6 +21,10 @@ pub struct Model {
     pub fingerprint: String,
     pub message_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The stock products reserved for it; `None` for a buy made without one.
+    pub reservation_id: Option<ReservationId>,
+    /// When its buyer cancelled it; set exactly when `status` is `cancelled`.
+    pub cancelled_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20250101_000001_create_orders;
+mod m20250301_000002_lifecycle_and_outbox;
 
 /// Key of the PostgreSQL advisory lock held while migrating, so replicas starting together
 /// apply the migrations once. Any constant works: each service has its own database.
@@ -14,6 +15,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20250101_000001_create_orders::Migration)]
+        vec![
+            Box::new(m20250101_000001_create_orders::Migration),
+            Box::new(m20250301_000002_lifecycle_and_outbox::Migration),
+        ]
     }
 }

@@ -3,7 +3,7 @@ use common::{
     amqp::{CallOptions, RpcClient, RpcError},
     ids::{ProductId, ReservationId},
     jwt::AuthUser,
-    messages::{CreateOrderReplyV1, CreateOrderV1, OrderLineV1},
+    messages::{CreateOrderReplyV1, CreateOrderV1, OrderLineV1, RESERVATION_IN_USE},
 };
 use sea_orm::DatabaseConnection;
 use serde::Deserialize;
@@ -177,7 +177,11 @@ pub async fn buy(
         }
         Ok(CreateOrderReplyV1::Problem(problem)) => {
             tracing::info!(status = problem.status, detail = %problem.detail, "orders refused the buy");
-            release(db, reservation).await;
+            // Every problem means no order for this reservation, but one: the reservation is
+            // another order's, whose stock it holds (the reconciler will find that order).
+            if !problem.is_of_type(RESERVATION_IN_USE) {
+                release(db, reservation).await;
+            }
             Err(Error::Problem(problem))
         }
         // The outcome is unknown, even for Unavailable (the connection may have dropped after the
