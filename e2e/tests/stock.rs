@@ -49,3 +49,56 @@ async fn two_hundred_concurrent_buys_of_fifty_units_make_exactly_fifty_orders() 
         .expect("it exists");
     assert_eq!(stored.stock, Some(0));
 }
+
+/// The stock of the product `id` as products stores it.
+async fn stock_of(system: &System, id: &str) -> Option<i32> {
+    products::store::get(system.products().db(), id.parse().expect("an id"))
+        .await
+        .expect("read the product")
+        .expect("it exists")
+        .stock
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelling_an_order_returns_its_stock_through_the_order_events() {
+    let system = System::start(Options::new(ReplyMode::Direct)).await;
+    let admin = system.admin().await;
+    let product = system.stocked_product(&admin, "Teapot", 2500, 5).await;
+    let id = product["id"].as_str().expect("id").to_owned();
+    let alice = system.user("alice").await;
+
+    let order = system
+        .buy(&alice.token, &items(&[(id.as_str(), 2)]), None)
+        .await
+        .expect(StatusCode::CREATED, "buy two")
+        .body;
+    assert_eq!(stock_of(&system, &id).await, Some(3));
+    let order_id = order["id"].as_str().expect("id");
+
+    let cancelled = system
+        .cancel(&alice.token, order_id)
+        .await
+        .expect(StatusCode::OK, "cancel")
+        .body;
+    assert_eq!(cancelled["status"], "cancelled");
+    common::testing::wait_until(
+        std::time::Duration::from_secs(60),
+        "the stock back after the order.cancelled.v1 event",
+        || async { (stock_of(&system, &id).await == Some(5)).then_some(()) },
+    )
+    .await;
+
+    let again = system
+        .cancel(&alice.token, order_id)
+        .await
+        .expect(StatusCode::OK, "cancel again")
+        .body;
+    assert_eq!(again, cancelled, "a repeated cancel answers the same order");
+    let bob = system.user("bob").await;
+    system
+        .cancel(&bob.token, order_id)
+        .await
+        .expect_problem(StatusCode::NOT_FOUND, "someone else's cancel");
+    let listed = system.orders(&alice.token).await;
+    assert_eq!(listed[0]["status"], "cancelled");
+}

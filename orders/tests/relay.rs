@@ -107,6 +107,11 @@ async fn events_written_while_the_broker_is_unreachable_are_published_once_it_is
     watcher
         .next_about(OrderCreatedV1::ROUTING_KEY, before)
         .await;
+    // Seen on the wire is not yet marked sent: the mark follows the confirm.
+    wait_until(PATIENCE, "the first event marked sent", || async {
+        (unsent(&db).await == 0).then_some(())
+    })
+    .await;
 
     proxy.set(RelayMode::Cut);
     let refused = proxy.refused();

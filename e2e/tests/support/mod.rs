@@ -581,6 +581,16 @@ impl System {
             .clone()
     }
 
+    /// `POST /orders/{id}/cancel` as whoever holds `token`.
+    pub async fn cancel(&self, token: &str, id: &str) -> Reply {
+        send(
+            self.http
+                .post(self.orders_url(&format!("/orders/{id}/cancel")))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
     pub async fn order(&self, token: &str, id: &str) -> Reply {
         send(
             self.http
