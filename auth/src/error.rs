@@ -87,7 +87,7 @@ impl Error {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The service is busy; try again after the time in Retry-After.",
             ),
-            Error::Unexpected(_) => Problem::internal(),
+            Error::Unexpected(e) => Problem::unexpected(e),
         }
     }
 
@@ -116,7 +116,7 @@ impl ResponseError for Error {
     fn error_response(&self) -> HttpResponse {
         // The edge is the one place a failure is logged, with its whole cause chain.
         if let Error::Unexpected(e) = self {
-            tracing::error!(error = format!("{e:#}"), "request failed");
+            Problem::log_unexpected(e);
         }
         let mut response = self.problem().to_response();
         if let Some(wait) = self.retry_after() {

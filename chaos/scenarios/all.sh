@@ -7,7 +7,7 @@ set -uo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 
 scenarios=(kill-orders failpoints broker-restart postgres-stop poison queue-deleted memory-alarm
-    partition sigterm per-request-10k)
+    partition sigterm per-request-10k stock)
 
 # The value of field $1 in a `key=value ...` result line $2.
 field() { grep -o "\\b$1=[^ ]*" <<<"$2" | head -1 | cut -d= -f2; }
@@ -20,16 +20,17 @@ p99() {
     if [[ -n $during ]]; then printf '%s' "$during"; else field p99_ms "$1"; fi
 }
 
-printf '| scenario | buys | faults injected | lost | duplicated | unexpected | p99 during faults (ms) | result |\n'
-printf '|---|---|---|---|---|---|---|---|\n'
+printf '| scenario | buys | faults injected | lost | duplicated | unexpected | stock off | p99 during faults (ms) | result |\n'
+printf '|---|---|---|---|---|---|---|---|---|\n'
 failed=0
 for scenario in "${scenarios[@]}"; do
     result=pass
     line=$("$here/$scenario.sh" "$@" | tee >(cat >&2) | grep '^scenario=' | tail -1) || result=FAIL
     [[ $result == pass ]] || failed=$((failed + 1))
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$scenario" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$scenario" \
         "$(field buys "$line")" "$(field faults "$line")" "$(field lost "$line")" \
-        "$(field duplicated "$line")" "$(field unexpected "$line")" "$(p99 "$line")" "$result"
+        "$(field duplicated "$line")" "$(field unexpected "$line")" \
+        "$(field stock_mismatches "$line")" "$(p99 "$line")" "$result"
 done
 ((failed == 0)) || {
     printf 'all.sh: %s scenario(s) failed\n' "$failed" >&2

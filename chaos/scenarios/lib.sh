@@ -2,7 +2,8 @@
 # on loopback ports of their own, with throwaway databases and a queue of their own, and removes
 # all of it on exit. Source it, then call chaos_setup. The services are started, crashed and
 # stopped by scripts/run-local, with the run's directory as its state directory, and seeded by
-# it through scripts/seed (chaos/scenarios/catalog.json, one product).
+# it through scripts/seed (chaos/scenarios/catalog.json, one product with untracked stock, unless
+# the scenario names another file in chaos_catalog).
 # shellcheck shell=bash
 #
 # CHAOS_PROFILE   debug (default) or release: which target/<profile>/ binaries run
@@ -26,6 +27,8 @@ CHAOS_SHUTDOWN_SECS=${CHAOS_SHUTDOWN_SECS:-10}
 declare -A chaos_port=() chaos_db_port=() chaos_amqp_url=()
 # More environment for every start of one service, as INSTANCE:NAME=VALUE (run-local --env).
 chaos_env=()
+# The products seeded, a file in chaos/scenarios/.
+chaos_catalog=catalog.json
 # Set by chaos_setup: the binaries, this run's id, queue and working directory.
 chaos_bin='' chaos_id='' chaos_queue='' chaos_work='' chaos_base=''
 # Set when the run has a private RabbitMQ node / PostgreSQL cluster.
@@ -91,10 +94,16 @@ chaos_setup() {
         chaos_before_start
     fi
     openssl genpkey -algorithm ed25519 -out "$chaos_work/jwt.pem" 2>/dev/null
+    # The admin scripts/seed makes (through run-local) and the driver restocks as.
+    export SEED_ADMIN_EMAIL="admin-$chaos_id@example.com"
+    SEED_ADMIN_PASSWORD="chaos-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    export SEED_ADMIN_PASSWORD
     log "run $chaos_id: logs and history in $chaos_work, queue $chaos_queue"
     local start=(--bin-dir "$chaos_bin" --base-port "$chaos_base" --db-prefix "chaos_${chaos_id}_"
-        --catalog "$chaos_root/chaos/scenarios/catalog.json"
-        --env "ORDER_QUEUE=$chaos_queue" --env "JWT_PRIVATE_KEY_FILE=$chaos_work/jwt.pem"
+        --catalog "$chaos_root/chaos/scenarios/$chaos_catalog"
+        --env "ORDER_QUEUE=$chaos_queue" --env "RESOLVE_QUEUE=${chaos_queue}_RESOLVE"
+        --env "products:ORDER_EVENTS_QUEUE=$chaos_queue.events"
+        --env "JWT_PRIVATE_KEY_FILE=$chaos_work/jwt.pem"
         --env "SHUTDOWN_TIMEOUT_SECS=$CHAOS_SHUTDOWN_SECS" --env "RUST_LOG=${RUST_LOG:-info}"
         # As in the images, which do not set it. With it on, every error a service builds
         # captures a backtrace, and logging the first one loads the debug build's symbols
@@ -154,10 +163,15 @@ chaos_sigterm() {
 }
 
 # Runs the driver against this run's services; extra arguments pass through. The history goes
-# to CHAOS_HISTORY (default $chaos_work/history.jsonl).
+# to CHAOS_HISTORY (default $chaos_work/history.jsonl). The driver reads both databases: orders'
+# for the history check, products' too for the stock check (a catalog without stock has
+# nothing for it to check).
 chaos_run() {
     "$chaos_bin/chaos" run --auth "$(chaos_url auth)" --products "$(chaos_url products)" \
-        --orders-db "$(chaos_db_url orders)" --out "${CHAOS_HISTORY:-$chaos_work/history.jsonl}" "$@"
+        --orders "$(chaos_url orders)" --orders-db "$(chaos_db_url orders)" \
+        --products-db "$(chaos_db_url products)" \
+        --admin-email "$SEED_ADMIN_EMAIL" --admin-password "$SEED_ADMIN_PASSWORD" \
+        --out "${CHAOS_HISTORY:-$chaos_work/history.jsonl}" "$@"
 }
 
 # Milliseconds since the Unix epoch, the clock of the history's at_unix_ms.
@@ -304,8 +318,11 @@ chaos_cleanup() {
         chaos_rabbitmq_stop 2>/dev/null || true
         rm -rf "$chaos_work/rabbitmq/mnesia"
     else
-        chaos_rabbitmqctl delete_queue "$chaos_queue" >/dev/null 2>&1 || true
-        chaos_rabbitmqctl delete_queue "$chaos_queue.dlq" >/dev/null 2>&1 || true
+        local queue
+        for queue in "$chaos_queue" "${chaos_queue}_RESOLVE" "$chaos_queue.events"; do
+            chaos_rabbitmqctl delete_queue "$queue" >/dev/null 2>&1 || true
+            chaos_rabbitmqctl delete_queue "$queue.dlq" >/dev/null 2>&1 || true
+        done
     fi
     if [[ -n $chaos_pg_data ]]; then
         chaos_postgres_stop 2>/dev/null || true

@@ -11,6 +11,8 @@ use serde_json::json;
 use tokio::sync::{Mutex, RwLock, Semaphore};
 use uuid::Uuid;
 
+use common::problem::{OUT_OF_STOCK, Problem};
+
 use crate::check::{Line, Op, Outcome, Phase};
 
 const PASSWORD: &str = "chaos-driver-password";
@@ -22,12 +24,29 @@ pub struct User {
     token: RwLock<String>,
 }
 
-/// Talks to auth and products; owns the clock every op is timed against.
+/// Talks to auth, products and orders; owns the clock every op is timed against.
 pub struct Driver {
     pub client: Client,
     pub auth: String,
     pub products: String,
+    pub orders: String,
     pub started: Instant,
+}
+
+/// One attempt to cancel an order the driver bought, as its owner.
+#[derive(Clone, Debug)]
+pub struct CancelOp {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    /// The HTTP status, or none when nothing was answered.
+    pub status: Option<u16>,
+}
+
+impl CancelOp {
+    /// 200 answers the order cancelled (now or before); anything else leaves it to a retry.
+    pub fn cancelled(&self) -> bool {
+        self.status == Some(200)
+    }
 }
 
 #[derive(Deserialize)]
@@ -52,7 +71,12 @@ struct OrderAnswer {
 }
 
 impl Driver {
-    pub fn new(auth: &str, products: &str, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        auth: &str,
+        products: &str,
+        orders: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let client = Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(2))
@@ -62,6 +86,7 @@ impl Driver {
             client,
             auth: auth.trim_end_matches('/').to_owned(),
             products: products.trim_end_matches('/').to_owned(),
+            orders: orders.trim_end_matches('/').to_owned(),
             started: Instant::now(),
         })
     }
@@ -83,7 +108,7 @@ impl Driver {
             bail!("register answered {}", response.status());
         }
         let registered: Registered = response.json().await.context("read the new user")?;
-        let token = self.login(&email).await?;
+        let token = self.login(&email, PASSWORD).await?;
         Ok(User {
             id: registered.id,
             email,
@@ -91,11 +116,12 @@ impl Driver {
         })
     }
 
-    async fn login(&self, email: &str) -> anyhow::Result<String> {
+    /// Logs in and returns the access token.
+    pub async fn login(&self, email: &str, password: &str) -> anyhow::Result<String> {
         let response = self
             .client
             .post(format!("{}/auth/login", self.auth))
-            .json(&json!({ "email": email, "password": PASSWORD }))
+            .json(&json!({ "email": email, "password": password }))
             .send()
             .await
             .context("log in")?;
@@ -126,7 +152,7 @@ impl Driver {
         let start_ms = self.now_ms();
         let mut attempt = self.buy_once(user, key, lines).await;
         if matches!(attempt, Ok((StatusCode::UNAUTHORIZED, _)))
-            && let Ok(token) = self.login(&user.email).await
+            && let Ok(token) = self.login(&user.email, PASSWORD).await
         {
             *user.token.write().await = token;
             attempt = self.buy_once(user, key, lines).await;
@@ -150,7 +176,7 @@ impl Driver {
             Err(error) => op.error = Some(format!("{error:#}")),
             Ok((status, body)) => {
                 op.status = Some(status.as_u16());
-                op.outcome = classify(status);
+                op.outcome = classify(status, &body);
                 if status.is_success() {
                     match serde_json::from_slice::<OrderAnswer>(&body) {
                         Ok(order) => {
@@ -192,10 +218,49 @@ impl Driver {
     }
 }
 
-/// What an HTTP status says about whether an order exists.
-pub fn classify(status: StatusCode) -> Outcome {
+impl Driver {
+    /// One attempt to cancel `order_id` as `user`.
+    pub async fn cancel(&self, user: &User, order_id: Uuid) -> CancelOp {
+        let token = user.token.read().await.clone();
+        let status = self
+            .client
+            .post(format!("{}/orders/{order_id}/cancel", self.orders))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map(|response| response.status().as_u16())
+            .ok();
+        CancelOp {
+            order_id,
+            user_id: user.id,
+            status,
+        }
+    }
+
+    /// Adds `add` units to the stock of `product_id` as the admin whose token is `admin_token`:
+    /// `Ok` when answered 200, `Fail` when refused, `Unknown` when nothing (or a 5xx) came back.
+    pub async fn restock(&self, admin_token: &str, product_id: Uuid, add: i64) -> Outcome {
+        let answer = self
+            .client
+            .patch(format!("{}/products/{product_id}", self.products))
+            .bearer_auth(admin_token)
+            .json(&json!({ "add_stock": add }))
+            .send()
+            .await;
+        match answer.map(|response| response.status()) {
+            Ok(status) if status.is_success() => Outcome::Ok,
+            Ok(status) if status.is_client_error() => Outcome::Fail,
+            _ => Outcome::Unknown,
+        }
+    }
+}
+
+/// What an answer to a buy says about whether an order exists.
+pub fn classify(status: StatusCode, body: &[u8]) -> Outcome {
     match status.as_u16() {
         200..=299 => Outcome::Ok,
+        // Short stock: refused before orders was asked, nothing reserved.
+        409 if is_out_of_stock(body) => Outcome::Fail,
         // In flight elsewhere, or the service could not tell: the order may exist.
         409 | 500..=599 => Outcome::Unknown,
         // 401 after a fresh login, 400, 404, 422: refused before any order was made.
@@ -204,21 +269,35 @@ pub fn classify(status: StatusCode) -> Outcome {
     }
 }
 
+fn is_out_of_stock(body: &[u8]) -> bool {
+    serde_json::from_slice::<Problem>(body).is_ok_and(|problem| problem.is_of_type(OUT_OF_STOCK))
+}
+
 pub struct LoadPlan {
     pub rate: u32,
     pub concurrency: usize,
     pub duration: Duration,
     pub max_requests: u64,
+    /// The share of answered buys whose order is cancelled at once, in percent.
+    pub cancel_percent: u32,
 }
 
-/// Sends buys with fresh keys at `plan.rate` per second, at most `plan.concurrency` at once.
+/// What the load phase did: every buy attempt, and every cancel attempt.
+pub struct Loaded {
+    pub buys: Vec<Op>,
+    pub cancels: Vec<CancelOp>,
+}
+
+/// Sends buys with fresh keys at `plan.rate` per second, at most `plan.concurrency` at once, and
+/// cancels `plan.cancel_percent` of the orders answered, right after the answer.
 pub async fn load(
     driver: Arc<Driver>,
     users: Arc<Vec<User>>,
     products: Arc<Vec<Uuid>>,
     plan: &LoadPlan,
-) -> Vec<Op> {
+) -> Loaded {
     let history = Arc::new(Mutex::new(Vec::new()));
+    let cancels = Arc::new(Mutex::new(Vec::new()));
     let permits = Arc::new(Semaphore::new(plan.concurrency));
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(plan.rate)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -233,22 +312,29 @@ pub async fn load(
         sent += 1;
         let user_index = rand::random_range(0..users.len());
         let lines = random_lines(&products);
-        let (driver, users, history) = (driver.clone(), users.clone(), history.clone());
+        let cancel = rand::random_range(0..100) < plan.cancel_percent;
+        let (driver, users) = (driver.clone(), users.clone());
+        let (history, cancels) = (history.clone(), cancels.clone());
         tasks.push(tokio::spawn(async move {
             let key = format!("chaos-{}", Uuid::new_v4());
-            let op = driver
-                .buy(&users[user_index], &key, &lines, Phase::Load)
-                .await;
+            let user = &users[user_index];
+            let op = driver.buy(user, &key, &lines, Phase::Load).await;
+            let order = op.order_id.filter(|_| cancel && op.outcome == Outcome::Ok);
             history.lock().await.push(op);
+            if let Some(order) = order {
+                let attempt = driver.cancel(user, order).await;
+                cancels.lock().await.push(attempt);
+            }
             drop(permit);
         }));
         // Reap finished tasks so the set stays small during long runs.
         while let Some(Some(_)) = futures::FutureExt::now_or_never(tasks.next()) {}
     }
     while tasks.next().await.is_some() {}
-    let mut history = std::mem::take(&mut *history.lock().await);
-    history.sort_by_key(|op| op.start_ms);
-    history
+    let mut buys = std::mem::take(&mut *history.lock().await);
+    buys.sort_by_key(|op| op.start_ms);
+    let cancels = std::mem::take(&mut *cancels.lock().await);
+    Loaded { buys, cancels }
 }
 
 fn random_lines(products: &[Uuid]) -> Vec<Line> {
@@ -295,32 +381,82 @@ pub async fn retry(
     undecided: Vec<(String, Uuid, Vec<Line>)>,
     plan: &RetryPlan,
 ) -> Vec<Op> {
+    retry_each(undecided, plan, |(key, user_id, lines)| {
+        let (driver, users) = (driver.clone(), users.clone());
+        async move {
+            let user = users.iter().find(|u| u.id == user_id)?;
+            let op = driver.buy(user, &key, &lines, Phase::Retry).await;
+            let settled = op.outcome != Outcome::Unknown && op.status != Some(503);
+            Some((op, settled))
+        }
+    })
+    .await
+}
+
+/// Cancels every order whose cancel was not answered 200, until it is (cancelling a cancelled
+/// order answers it again, so a retry is always safe). Returns the new attempts.
+pub async fn retry_cancels(
+    driver: Arc<Driver>,
+    users: Arc<Vec<User>>,
+    cancels: &[CancelOp],
+    plan: &RetryPlan,
+) -> Vec<CancelOp> {
+    let done: std::collections::HashSet<Uuid> = cancels
+        .iter()
+        .filter(|op| op.cancelled())
+        .map(|op| op.order_id)
+        .collect();
+    let mut open: Vec<(Uuid, Uuid)> = cancels
+        .iter()
+        .filter(|op| !done.contains(&op.order_id))
+        .map(|op| (op.order_id, op.user_id))
+        .collect();
+    open.sort_unstable();
+    open.dedup();
+    retry_each(open, plan, |(order_id, user_id)| {
+        let (driver, users) = (driver.clone(), users.clone());
+        async move {
+            let user = users.iter().find(|u| u.id == user_id)?;
+            let op = driver.cancel(user, order_id).await;
+            let settled = op.cancelled();
+            Some((op, settled))
+        }
+    })
+    .await
+}
+
+/// Attempts every item until an attempt says it settled (the `bool` beside its result), at most
+/// `plan.per_key_attempts` times each, backing off from 200 ms to 5 s between the attempts of one
+/// item, `plan.concurrency` items at once, all within `plan.budget`. An attempt that answers
+/// `None` cannot be made at all and ends its item. Returns every attempt's result.
+async fn retry_each<I, T, F, Fut>(items: Vec<I>, plan: &RetryPlan, attempt: F) -> Vec<T>
+where
+    I: Clone,
+    F: Fn(I) -> Fut,
+    Fut: Future<Output = Option<(T, bool)>>,
+{
     let deadline = Instant::now() + plan.budget;
     let attempts = plan.per_key_attempts;
-    futures::stream::iter(undecided)
-        .map(|(key, user_id, lines)| {
-            let (driver, users) = (driver.clone(), users.clone());
-            async move {
-                let mut ops = Vec::new();
-                let Some(user) = users.iter().find(|u| u.id == user_id) else {
-                    return ops;
-                };
-                let mut backoff = Duration::from_millis(200);
-                for _ in 0..attempts {
-                    if Instant::now() >= deadline {
-                        break;
-                    }
-                    let op = driver.buy(user, &key, &lines, Phase::Retry).await;
-                    let settled = op.outcome != Outcome::Unknown && op.status != Some(503);
-                    ops.push(op);
-                    if settled {
-                        break;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+    let attempt = &attempt;
+    futures::stream::iter(items)
+        .map(|item| async move {
+            let mut results = Vec::new();
+            let mut backoff = Duration::from_millis(200);
+            for _ in 0..attempts {
+                if Instant::now() >= deadline {
+                    break;
                 }
-                ops
+                let Some((result, settled)) = attempt(item.clone()).await else {
+                    break;
+                };
+                results.push(result);
+                if settled {
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
+            results
         })
         .buffer_unordered(plan.concurrency)
         .flat_map(futures::stream::iter)
@@ -334,11 +470,31 @@ mod tests {
 
     #[test]
     fn statuses_are_classified_by_what_they_say_about_the_order() {
-        assert_eq!(classify(StatusCode::CREATED), Outcome::Ok);
-        assert_eq!(classify(StatusCode::CONFLICT), Outcome::Unknown);
-        assert_eq!(classify(StatusCode::GATEWAY_TIMEOUT), Outcome::Unknown);
-        assert_eq!(classify(StatusCode::SERVICE_UNAVAILABLE), Outcome::Unknown);
-        assert_eq!(classify(StatusCode::NOT_FOUND), Outcome::Fail);
-        assert_eq!(classify(StatusCode::UNPROCESSABLE_ENTITY), Outcome::Fail);
+        assert_eq!(classify(StatusCode::CREATED, b"{}"), Outcome::Ok);
+        assert_eq!(classify(StatusCode::CONFLICT, b"{}"), Outcome::Unknown);
+        assert_eq!(classify(StatusCode::GATEWAY_TIMEOUT, b""), Outcome::Unknown);
+        assert_eq!(
+            classify(StatusCode::SERVICE_UNAVAILABLE, b""),
+            Outcome::Unknown
+        );
+        assert_eq!(classify(StatusCode::NOT_FOUND, b""), Outcome::Fail);
+        assert_eq!(
+            classify(StatusCode::UNPROCESSABLE_ENTITY, b""),
+            Outcome::Fail
+        );
+    }
+
+    #[test]
+    fn only_the_out_of_stock_conflict_is_a_definite_refusal() {
+        let problem = |kind: String| {
+            serde_json::to_vec(&json!({
+                "type": kind, "title": "Conflict", "status": 409, "detail": "Refused."
+            }))
+            .unwrap()
+        };
+        let short = problem(format!("{}{OUT_OF_STOCK}", common::problem::TYPE_BASE));
+        assert_eq!(classify(StatusCode::CONFLICT, &short), Outcome::Fail);
+        let in_flight = problem("about:blank".to_owned());
+        assert_eq!(classify(StatusCode::CONFLICT, &in_flight), Outcome::Unknown);
     }
 }

@@ -6,6 +6,7 @@ mod load;
 mod orders_db;
 mod poison;
 mod proxy;
+mod stock;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -27,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Register users, send buys, retry the undecided ones, then check the history.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Publish poison messages to the order queue and wait for each in its dead-letter queue.
     Poison(PoisonArgs),
     /// A TCP fault proxy: SIGUSR1 partitions the link, SIGUSR2 heals it.
@@ -51,7 +52,25 @@ struct RunArgs {
     #[arg(long)]
     auth: String,
     #[arg(long)]
+    orders: String,
+    #[arg(long)]
     orders_db: String,
+    #[arg(long)]
+    products_db: String,
+    /// Share of answered buys whose order is cancelled right away, in percent.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    cancel_percent: u32,
+    /// Units added to every tracked product halfway through the load, as the admin.
+    #[arg(long, default_value_t = 0)]
+    restock: i64,
+    /// The admin who restocks (scripts/seed's admin).
+    #[arg(long)]
+    admin_email: Option<String>,
+    #[arg(long)]
+    admin_password: Option<String>,
+    /// Seconds the stock may take to settle once the retries are done.
+    #[arg(long, default_value_t = 90)]
+    settle_secs: u64,
     /// Buys started per second.
     #[arg(long, default_value_t = 20)]
     rate: u32,
@@ -103,7 +122,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
         Command::Poison(args) => poison::run(&args.amqp, &args.queue, args.wait).await,
         Command::Proxy(args) => proxy(&args).await,
     };
@@ -128,26 +147,37 @@ async fn proxy(args: &ProxyArgs) -> anyhow::Result<bool> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<bool> {
-    require_loopback("--products", &args.products)?;
-    require_loopback("--auth", &args.auth)?;
-    require_loopback("--orders-db", &args.orders_db)?;
+    for (what, url) in [
+        ("--products", &args.products),
+        ("--auth", &args.auth),
+        ("--orders", &args.orders),
+        ("--orders-db", &args.orders_db),
+        ("--products-db", &args.products_db),
+    ] {
+        require_loopback(what, url)?;
+    }
     if args.rate == 0 || args.concurrency == 0 || args.users == 0 {
         bail!("--rate, --concurrency and --users must be positive");
     }
     let driver = Arc::new(Driver::new(
         &args.auth,
         &args.products,
+        &args.orders,
         Duration::from_secs(args.timeout),
     )?);
+    let ledgers = stock::Ledgers::connect(&args.products_db, &args.orders_db).await?;
+    let initial_stock = ledgers.stock().await?;
     let mut users = Vec::with_capacity(args.users);
     for _ in 0..args.users {
         users.push(driver.register().await?);
     }
     let users = Arc::new(users);
     let products = Arc::new(driver.products().await?);
+    let restocks = restock_halfway(&driver, &args, &initial_stock).await?;
     tracing::info!(
         users = users.len(),
         products = products.len(),
+        tracked = initial_stock.len(),
         "load starts"
     );
 
@@ -156,14 +186,19 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         concurrency: args.concurrency,
         duration: Duration::from_secs(args.duration),
         max_requests: args.max_requests,
+        cancel_percent: args.cancel_percent,
     };
-    let mut history = load::load(driver.clone(), users.clone(), products, &plan).await;
+    let load::Loaded {
+        buys: mut history,
+        mut cancels,
+    } = load::load(driver.clone(), users.clone(), products, &plan).await;
     let mut latencies: Vec<u64> = history.iter().map(check::Op::latency_ms).collect();
 
     let undecided = load::undecided(&history);
     tracing::info!(
         buys = history.len(),
         undecided = undecided.len(),
+        cancels = cancels.len(),
         "load done; retrying"
     );
     let retry_plan = RetryPlan {
@@ -171,7 +206,10 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         budget: Duration::from_secs(args.retry_secs),
         concurrency: args.concurrency,
     };
-    history.extend(load::retry(driver, users.clone(), undecided, &retry_plan).await);
+    history.extend(load::retry(driver.clone(), users.clone(), undecided, &retry_plan).await);
+    let more = load::retry_cancels(driver, users.clone(), &cancels, &retry_plan).await;
+    cancels.extend(more);
+    let restocks = restocks.await.context("the restock task")?;
 
     if let Some(path) = &args.out {
         write_history(path, &history)?;
@@ -182,12 +220,37 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
     for anomaly in &report.anomalies {
         tracing::error!("{anomaly}");
     }
+    let settled = ledgers
+        .settle(
+            &initial_stock,
+            &restocks,
+            Duration::from_secs(args.settle_secs),
+        )
+        .await;
+    let cancel_anomalies = stock::cancel_anomalies(&cancels, &ledgers.cancelled().await?);
+    for anomaly in settled.mismatches.iter().chain(&cancel_anomalies) {
+        tracing::error!("{anomaly}");
+    }
+    if !settled.settled {
+        tracing::error!(
+            pending = settled.snapshot.pending,
+            unsent = settled.snapshot.unsent,
+            "the stock did not settle in {} s",
+            args.settle_secs
+        );
+    }
     let p50 = check::percentile(&mut latencies, 0.50);
     let p99 = check::percentile(&mut latencies, 0.99);
+    let cancelled: std::collections::HashSet<_> = cancels
+        .iter()
+        .filter(|op| op.cancelled())
+        .map(|op| op.order_id)
+        .collect();
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
-        "buys={} ok={} unknown={} retried={} lost={} duplicated={} unexpected={} unresolved={} p50_ms={p50} p99_ms={p99}",
+        "buys={} ok={} unknown={} retried={} lost={} duplicated={} unexpected={} unresolved={} p50_ms={p50} p99_ms={p99} \
+         cancelled={} cancel_anomalies={} restocks={} stock_mismatches={} pending={} unsent={} settled_ms={}",
         report.buys,
         report.ok,
         report.unknown,
@@ -196,8 +259,49 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         report.duplicated,
         report.unexpected,
         report.unresolved,
+        cancelled.len(),
+        cancel_anomalies.len(),
+        restocks.len(),
+        settled.mismatches.len(),
+        settled.snapshot.pending,
+        settled.snapshot.unsent,
+        settled.took.as_millis(),
     )?;
-    Ok(report.passed())
+    Ok(report.passed() && settled.settled && cancel_anomalies.is_empty())
+}
+
+/// With `--restock N`, adds N units to every tracked product halfway through the load, as the
+/// admin, in a task of its own; the task answers what each restock learnt.
+async fn restock_halfway(
+    driver: &Arc<Driver>,
+    args: &RunArgs,
+    tracked: &std::collections::HashMap<uuid::Uuid, i64>,
+) -> anyhow::Result<tokio::task::JoinHandle<Vec<stock::Restock>>> {
+    let mut products: Vec<uuid::Uuid> = tracked.keys().copied().collect();
+    if args.restock <= 0 {
+        products.clear();
+    }
+    let token = match (&args.admin_email, &args.admin_password) {
+        _ if products.is_empty() => String::new(),
+        (Some(email), Some(password)) => driver.login(email, password).await?,
+        _ => bail!("--restock needs --admin-email and --admin-password"),
+    };
+    let (driver, add) = (driver.clone(), args.restock);
+    let halfway = Duration::from_secs(args.duration) / 2;
+    Ok(tokio::spawn(async move {
+        tokio::time::sleep(halfway).await;
+        let mut done = Vec::with_capacity(products.len());
+        for product_id in products {
+            let outcome = driver.restock(&token, product_id, add).await;
+            tracing::info!(%product_id, add, ?outcome, "restocked");
+            done.push(stock::Restock {
+                product_id,
+                add,
+                outcome,
+            });
+        }
+        done
+    }))
 }
 
 fn write_history(path: &PathBuf, history: &[check::Op]) -> anyhow::Result<()> {

@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
-    TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
+    Statement, TransactionTrait, sqlx::Error as SqlxError,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -100,6 +100,45 @@ pub fn register_pool_metrics(db: &DatabaseConnection, registry: &Registry) -> an
     )
 }
 
+/// Whether `err` is the database being unreachable, overloaded or restarting, rather than
+/// something wrong with the statement: worth retrying later, not worth giving up on.
+pub fn is_transient(err: &DbErr) -> bool {
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match &**e {
+                SqlxError::Io(_)
+                | SqlxError::Tls(_)
+                | SqlxError::PoolTimedOut
+                | SqlxError::PoolClosed
+                | SqlxError::WorkerCrashed => true,
+                SqlxError::Database(db) => db.code().is_some_and(|code| transient_sqlstate(&code)),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// SQLSTATEs that say "try again": connection exceptions (08), serialization failures and
+/// deadlocks (40001, 40P01), insufficient resources (53), a statement cancelled by timeout
+/// (57014) and the server shutting down or starting (57P01-57P03).
+fn transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(
+            code,
+            "40001" | "40P01" | "57014" | "57P01" | "57P02" | "57P03"
+        )
+}
+
+/// Whether `err` was caused by a [transient](is_transient) database failure: the database is
+/// unreachable or overloaded right now, so the request is worth sending again later.
+pub fn is_unavailable(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|cause| cause.downcast_ref::<DbErr>().is_some_and(is_transient))
+}
+
 /// The URL with any password replaced, for logs.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
@@ -114,7 +153,48 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use std::sync::Arc;
+
+    use sea_orm::ConnAcquireErr;
+
+    use super::*;
+
+    fn exec(e: SqlxError) -> DbErr {
+        DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)))
+    }
+
+    #[test]
+    fn an_unreachable_or_exhausted_database_is_worth_retrying() {
+        assert!(is_transient(&DbErr::ConnectionAcquire(
+            ConnAcquireErr::Timeout
+        )));
+        assert!(is_transient(&exec(SqlxError::Io(
+            std::io::ErrorKind::ConnectionRefused.into()
+        ))));
+        assert!(is_transient(&exec(SqlxError::PoolClosed)));
+        assert!(transient_sqlstate("08006"));
+        assert!(transient_sqlstate("57P01"));
+        assert!(transient_sqlstate("40001"));
+    }
+
+    #[test]
+    fn a_statement_the_database_refuses_is_not_retried() {
+        assert!(!is_transient(&DbErr::RecordNotFound("x".to_owned())));
+        assert!(!is_transient(&exec(SqlxError::RowNotFound)));
+        assert!(!transient_sqlstate("23505"));
+        assert!(!transient_sqlstate("42P01"));
+    }
+
+    #[test]
+    fn an_error_caused_by_an_unreachable_database_says_so_through_its_context() {
+        let down: anyhow::Error =
+            anyhow::Error::new(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))
+                .context("reserving stock");
+        assert!(is_unavailable(&down));
+        let refused = anyhow::Error::new(exec(SqlxError::RowNotFound)).context("reading");
+        assert!(!is_unavailable(&refused));
+        assert!(!is_unavailable(&anyhow::anyhow!("no database here")));
+    }
 
     #[test]
     fn a_password_in_a_database_url_never_reaches_the_log() {

@@ -15,6 +15,10 @@ pub const CONTENT_TYPE: &str = "application/problem+json";
 /// `out-of-stock`, that clients may branch on ([`Problem::of_type`]).
 pub const TYPE_BASE: &str = "https://shop.example.com/problems/";
 
+/// The problem of a buy whose stock is short (409): nothing was ordered and no stock moved, so
+/// it is a definite answer, unlike the 409 of a buy still in flight.
+pub const OUT_OF_STOCK: &str = "out-of-stock";
+
 /// An RFC 9457 problem. Its `detail` is written for the client and never carries internal text.
 /// Some problems carry extension members besides these (`/readyz` adds `checks`).
 #[derive(
@@ -87,6 +91,33 @@ impl Problem {
             StatusCode::INTERNAL_SERVER_ERROR,
             "The server failed to handle this request.",
         )
+    }
+
+    /// The answer to an error no handler expected: 503 when the service's database is
+    /// unreachable or overloaded right now (the request is worth sending again), else
+    /// [`Problem::internal`]. Either way nothing of the cause reaches the client.
+    pub fn unexpected(err: &anyhow::Error) -> Self {
+        if crate::db::is_unavailable(err) {
+            Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service's database cannot be reached right now; try again later.",
+            )
+        } else {
+            Self::internal()
+        }
+    }
+
+    /// Logs an error no handler expected, with its whole cause chain: a warning when the
+    /// database is only unavailable (an outage the operator sees elsewhere), an error otherwise.
+    pub fn log_unexpected(err: &anyhow::Error) {
+        if crate::db::is_unavailable(err) {
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "request failed: database unavailable"
+            );
+        } else {
+            tracing::error!(error = format!("{err:#}"), "request failed");
+        }
     }
 
     /// The status as an actix `StatusCode` (500 if the number is not a valid status).
@@ -283,6 +314,19 @@ mod tests {
         let cut = truncated(&long);
         assert_eq!(cut.chars().count(), MAX_FIELD_PATH_CHARS + 1);
         assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn an_unreachable_database_is_503_and_anything_else_unexpected_500() {
+        let down = anyhow::Error::new(sea_orm::DbErr::ConnectionAcquire(
+            sea_orm::ConnAcquireErr::Timeout,
+        ))
+        .context("reading the catalog");
+        let problem = Problem::unexpected(&down);
+        assert_eq!(problem.status, 503);
+        assert!(!problem.detail.contains("catalog"), "{}", problem.detail);
+        let bug = anyhow::anyhow!("relation \"products\" does not exist");
+        assert_eq!(Problem::unexpected(&bug), Problem::internal());
     }
 
     #[test]

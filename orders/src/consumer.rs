@@ -172,7 +172,7 @@ impl OrderHandler {
                 reservation_in_use()
             }
             // The server loop logs the retry with its cause.
-            Err(e) if store::is_transient(&e) => {
+            Err(e) if common::db::is_transient(&e) => {
                 return Outcome::Retry(
                     anyhow::Error::new(e).context("database unavailable while storing an order"),
                 );
@@ -201,7 +201,7 @@ impl OrderHandler {
                 tracing::info!(%reservation, "reservation resolved: refused");
                 Outcome::Reply(ResolveReservationReplyV1::Refused)
             }
-            Err(e) if store::is_transient(&e) => Outcome::Retry(
+            Err(e) if common::db::is_transient(&e) => Outcome::Retry(
                 anyhow::Error::new(e).context("database unavailable while resolving a reservation"),
             ),
             Err(e) => {

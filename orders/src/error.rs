@@ -31,7 +31,7 @@ impl Error {
                 "This order can no longer be cancelled.",
             ),
             Error::Rejected(problem) => problem.clone(),
-            Error::Unexpected(_) => Problem::internal(),
+            Error::Unexpected(e) => Problem::unexpected(e),
         }
     }
 }
@@ -44,7 +44,7 @@ impl ResponseError for Error {
     fn error_response(&self) -> HttpResponse {
         // The edge is the one place a failure is logged, with its whole cause chain.
         if let Error::Unexpected(e) = self {
-            tracing::error!(error = format!("{e:#}"), "request failed");
+            Problem::log_unexpected(e);
         }
         self.problem().to_response()
     }

@@ -11,9 +11,8 @@ use common::{
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    RuntimeErr, TransactionSession, TransactionTrait, TryInsertResult,
+    TransactionSession, TransactionTrait, TryInsertResult,
     prelude::Expr,
-    sqlx::Error as SqlxError,
 };
 
 use crate::{
@@ -337,38 +336,6 @@ pub async fn get_for_user(
     }
 }
 
-/// Whether `err` is the database being unreachable, overloaded or restarting, rather than
-/// something wrong with the statement: worth retrying later, not worth giving up on.
-pub fn is_transient(err: &DbErr) -> bool {
-    match err {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-            match &**e {
-                SqlxError::Io(_)
-                | SqlxError::Tls(_)
-                | SqlxError::PoolTimedOut
-                | SqlxError::PoolClosed
-                | SqlxError::WorkerCrashed => true,
-                SqlxError::Database(db) => db.code().is_some_and(|code| transient_sqlstate(&code)),
-                _ => false,
-            }
-        }
-        _ => false,
-    }
-}
-
-/// SQLSTATEs that say "try again": connection exceptions (08), serialization failures and
-/// deadlocks (40001, 40P01), insufficient resources (53), a statement cancelled by timeout
-/// (57014) and the server shutting down or starting (57P01-57P03).
-fn transient_sqlstate(code: &str) -> bool {
-    code.starts_with("08")
-        || code.starts_with("53")
-        || matches!(
-            code,
-            "40001" | "40P01" | "57014" | "57P01" | "57P02" | "57P03"
-        )
-}
-
 /// Attaches to each of `rows` its lines, fetched for all of them in one query.
 async fn with_lines(
     db: &impl ConnectionTrait,
@@ -420,40 +387,5 @@ fn assemble(row: order::Model, lines: &mut HashMap<OrderId, Vec<OrderItem>>) -> 
         items: lines.remove(&row.id).unwrap_or_default(),
         total_cents: row.total_cents,
         created_at: row.created_at,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use sea_orm::ConnAcquireErr;
-
-    use super::*;
-
-    fn exec(e: SqlxError) -> DbErr {
-        DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)))
-    }
-
-    #[test]
-    fn an_unreachable_or_exhausted_database_is_worth_retrying() {
-        assert!(is_transient(&DbErr::ConnectionAcquire(
-            ConnAcquireErr::Timeout
-        )));
-        assert!(is_transient(&exec(SqlxError::Io(
-            std::io::ErrorKind::ConnectionRefused.into()
-        ))));
-        assert!(is_transient(&exec(SqlxError::PoolClosed)));
-        assert!(transient_sqlstate("08006"));
-        assert!(transient_sqlstate("57P01"));
-        assert!(transient_sqlstate("40001"));
-    }
-
-    #[test]
-    fn a_statement_the_database_refuses_is_not_retried() {
-        assert!(!is_transient(&DbErr::RecordNotFound("x".to_owned())));
-        assert!(!is_transient(&exec(SqlxError::RowNotFound)));
-        assert!(!transient_sqlstate("23505"));
-        assert!(!transient_sqlstate("42P01"));
     }
 }

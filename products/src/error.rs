@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
-use common::{ids::ProductId, problem::Problem};
+use common::{
+    ids::ProductId,
+    problem::{OUT_OF_STOCK, Problem},
+};
 
 use crate::domain::Invalid;
 
@@ -66,7 +69,7 @@ impl Error {
                 let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
                 Problem::of_type(
                     StatusCode::CONFLICT,
-                    "out-of-stock",
+                    OUT_OF_STOCK,
                     format!(
                         "Not enough stock of: {}. Nothing was ordered.",
                         ids.join(", ")
@@ -90,7 +93,7 @@ impl Error {
                     timeout.as_millis()
                 ),
             ),
-            Self::Unexpected(_) => Problem::internal(),
+            Self::Unexpected(e) => Problem::unexpected(e),
         }
     }
 }
@@ -103,7 +106,7 @@ impl ResponseError for Error {
     fn error_response(&self) -> HttpResponse {
         // The edge is the one place a failure is logged, with its whole cause chain.
         match self {
-            Self::Unexpected(e) => tracing::error!(error = ?e, "request failed"),
+            Self::Unexpected(e) => Problem::log_unexpected(e),
             Self::BrokerUnavailable(e) => tracing::warn!(error = ?e, "broker unavailable"),
             Self::OutcomeUnknown(_) => tracing::warn!(error = %self, "buy outcome unknown"),
             _ => {}
