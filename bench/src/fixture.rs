@@ -43,6 +43,11 @@ pub struct ServiceArgs {
     /// such as OTEL_EXPORTER_OTLP_ENDPOINT. Without it the services get only what the run sets.
     #[arg(long = "service-env", value_name = "NAME=VALUE")]
     service_env: Vec<String>,
+    /// Track the stock of every seeded product, starting at N units [default: not tracked]:
+    /// every buy then takes its units in products' database, and orders' events give them back
+    /// when an order is cancelled. Keep N above what the run buys (a short stock answers 409).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..=1_000_000_000))]
+    stock: Option<i64>,
     /// A server-level PostgreSQL URL; the run's databases are created and dropped through it.
     #[arg(
         long,
@@ -86,6 +91,7 @@ impl ServiceArgs {
             out_dir,
             service_log: self.log.clone(),
             service_env: self.service_env.clone(),
+            stock: self.stock,
             base_port: self.base_port,
         })
     }
@@ -103,6 +109,8 @@ pub struct Settings {
     pub service_log: String,
     /// More `NAME=VALUE` pairs for every service's environment.
     pub service_env: Vec<String>,
+    /// The stock every seeded product starts with; `None`: not tracked.
+    pub stock: Option<i64>,
     /// First of four consecutive ports; `None` asks the kernel for free ones.
     pub base_port: Option<u16>,
 }
@@ -159,7 +167,7 @@ pub struct Fixture {
     pub settings: Settings,
     /// Unique to the run: in database and queue names.
     pub id: String,
-    /// The queue the services send buys to.
+    /// The queue the services send buys to; the run's other queues are named after it.
     pub queue: String,
     /// The bare harness's queue.
     pub bare_queue: String,
@@ -202,6 +210,35 @@ impl Fixture {
             .expect("every role is started before any scenario runs")
     }
 
+    /// The queue of orders' answers about reservations.
+    fn resolve_queue(&self) -> String {
+        format!("{}_RESOLVE", self.queue)
+    }
+
+    /// The queue both products processes take order events from.
+    fn events_queue(&self) -> String {
+        format!("{}.events", self.queue)
+    }
+
+    /// The catalog to seed: `bench/catalog.json`, or with `--stock` a copy of it in the output
+    /// directory where every product has that stock.
+    fn catalog(&self) -> anyhow::Result<PathBuf> {
+        let Some(stock) = self.settings.stock else {
+            return Ok(PathBuf::from(CATALOG));
+        };
+        let text = std::fs::read_to_string(CATALOG).with_context(|| format!("read {CATALOG}"))?;
+        let mut products: Vec<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_str(&text).with_context(|| format!("parse {CATALOG}"))?;
+        for product in &mut products {
+            product.insert("stock".to_owned(), stock.into());
+        }
+        std::fs::create_dir_all(&self.settings.out_dir)?;
+        let path = self.settings.out_dir.join("catalog-stocked.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&products)?)
+            .with_context(|| format!("write {}", path.display()))?;
+        Ok(path)
+    }
+
     /// The launcher's state directory: the services' logs and pid files.
     fn state_dir(&self) -> PathBuf {
         self.settings.out_dir.join("services")
@@ -232,12 +269,14 @@ impl Fixture {
         let _ = admin.close().await;
 
         let ports = self.ports()?;
+        let catalog = self.catalog()?;
         let mut launcher = self.launcher("start")?;
         launcher
             .arg("--bin-dir")
             .arg(&self.settings.bin_dir)
             .args(["--db-prefix", &format!("bench_{}_", self.id)])
-            .args(["--catalog", CATALOG])
+            .arg("--catalog")
+            .arg(&catalog)
             .args(["--instance", "products-direct=products"])
             // Only the variables of API.md: a DB_MAX_CONNECTIONS or RPC_TIMEOUT_MS left in the
             // caller's shell would silently change what is measured.
@@ -245,6 +284,15 @@ impl Fixture {
             .args(["--env", &format!("RUST_LOG={}", self.settings.service_log)])
             .args(["--env", &format!("AMQP_URL={}", self.settings.amqp_url)])
             .args(["--env", &format!("ORDER_QUEUE={}", self.queue)])
+            .args(["--env", &format!("RESOLVE_QUEUE={}", self.resolve_queue())])
+            .args([
+                "--env",
+                &format!("products:ORDER_EVENTS_QUEUE={}", self.events_queue()),
+            ])
+            .args([
+                "--env",
+                &format!("products-direct:ORDER_EVENTS_QUEUE={}", self.events_queue()),
+            ])
             .args(["--env", "products:RPC_REPLY_MODE=per-request"])
             .args(["--env", "products-direct:RPC_REPLY_MODE=direct"])
             // The bench registers and logs in its buyers from 127.0.0.1 as fast as auth lets it,
@@ -385,7 +433,13 @@ impl Fixture {
             Connection::connect(&self.settings.amqp_url, ConnectionProperties::default())
                 .await
                 .context("connect to RabbitMQ")?;
-        for queue in [&self.queue, &self.bare_queue] {
+        let queues = [
+            self.queue.clone(),
+            self.bare_queue.clone(),
+            self.resolve_queue(),
+            self.events_queue(),
+        ];
+        for queue in &queues {
             for name in [queue.clone(), common::amqp::dead_letter_queue(queue)] {
                 // A channel per delete: an error closes the channel it happened on.
                 let channel = connection.create_channel().await?;
