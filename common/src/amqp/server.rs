@@ -201,6 +201,27 @@ where
     if let Some(metrics) = &options.metrics {
         metrics.start_counting(&queue);
     }
+    resubscribe(&broker, &queue, &shutdown, |live| {
+        consume(live, &queue, &options, &handler, &shutdown)
+    })
+    .await
+}
+
+/// Runs `session` on each open connection of `broker`, one after the other, until `shutdown`:
+/// again at once after a session that [ended](Session::Ended) (the connection or channel
+/// closed, the queue was deleted), again after a pause doubling from 100 ms to 5 s after one that
+/// could not start. Returns `Ok` on `shutdown` (or once the supervisor is gone), and the error of
+/// a session that failed for good ([`is_permanent`]), with `queue` named.
+pub(super) async fn resubscribe<F, Fut>(
+    broker: &Broker,
+    queue: &str,
+    shutdown: &CancellationToken,
+    mut session: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut(Live) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Session>>,
+{
     let mut state = broker.subscribe();
     let mut pause = RESUBSCRIBE_START;
     loop {
@@ -213,21 +234,18 @@ where
             shutdown.cancelled().await;
             return Ok(());
         };
-        match consume(&live, &queue, &options, &handler, &shutdown).await {
+        let generation = live.generation;
+        match session(live).await {
             Ok(Session::Stopped) => return Ok(()),
             Ok(Session::Ended) => {
-                tracing::warn!(
-                    %queue,
-                    generation = live.generation,
-                    "consumer stopped; subscribing again"
-                );
+                tracing::warn!(queue, generation, "consumer stopped; subscribing again");
                 pause = RESUBSCRIBE_START;
             }
             // Left to the caller to log, once, with the rest of the cause chain.
             Err(e) if is_permanent(&e) => return Err(e.context(format!("consume {queue}"))),
             Err(e) => {
                 tracing::warn!(
-                    %queue,
+                    queue,
                     error = format!("{e:#}"),
                     retry_in_ms = pause.as_millis() as u64,
                     "cannot start consuming"
@@ -243,7 +261,7 @@ where
 }
 
 /// How a consuming session ended.
-enum Session {
+pub(super) enum Session {
     /// `shutdown` was cancelled and the deliveries in progress are done.
     Stopped,
     /// The consumer stream ended: the connection or channel closed, or the queue was deleted.
@@ -295,7 +313,7 @@ pub(super) async fn next_open(state: &mut watch::Receiver<Option<Live>>) -> Opti
 }
 
 async fn consume<R, H, Fut>(
-    live: &Live,
+    live: Live,
     queue: &str,
     options: &ServeOptions,
     handler: &H,

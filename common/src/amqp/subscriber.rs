@@ -20,9 +20,8 @@ use super::{
     broker::{Broker, Live},
     declare_event_queue, propagation,
     server::{
-        HEADER_DELIVERY_COUNT, RESUBSCRIBE_MAX, RESUBSCRIBE_START, RETRY_MAX, RETRY_START,
-        confirmed_channel, consumer_channel, dead_letter, header_i64, header_string, is_permanent,
-        next_open, requeue, settle,
+        HEADER_DELIVERY_COUNT, RETRY_MAX, RETRY_START, Session, confirmed_channel,
+        consumer_channel, dead_letter, header_i64, header_string, requeue, resubscribe, settle,
     },
 };
 
@@ -85,46 +84,19 @@ where
     Fut: std::future::Future<Output = Handled> + Send,
 {
     let queue = subscription.queue.as_str();
-    let mut state = broker.subscribe();
-    let mut pause = RESUBSCRIBE_START;
-    loop {
-        let live = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            live = next_open(&mut state) => live,
-        };
-        let Some(live) = live else {
-            shutdown.cancelled().await;
-            return Ok(());
-        };
-        match consume(&live, &subscription, &handler, &shutdown).await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {
-                tracing::warn!(queue, "subscriber stopped; subscribing again");
-                pause = RESUBSCRIBE_START;
-            }
-            Err(e) if is_permanent(&e) => return Err(e.context(format!("subscribe {queue}"))),
-            Err(e) => tracing::warn!(
-                queue,
-                error = format!("{e:#}"),
-                retry_in_ms = pause.as_millis() as u64,
-                "cannot subscribe yet"
-            ),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(pause) => {}
-        }
-        pause = (pause * 2).min(RESUBSCRIBE_MAX);
-    }
+    resubscribe(&broker, queue, &shutdown, |live| {
+        consume(live, &subscription, &handler, &shutdown)
+    })
+    .await
 }
 
-/// One subscription on `live`; `true` once `shutdown` stopped it, `false` when it ended.
+/// One subscription on `live`, until `shutdown` stops it or it ends.
 async fn consume<H, Fut>(
-    live: &Live,
+    live: Live,
     subscription: &Subscription,
     handler: &H,
     shutdown: &CancellationToken,
-) -> anyhow::Result<bool>
+) -> anyhow::Result<Session>
 where
     H: Fn(Received) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Handled> + Send,
@@ -172,13 +144,13 @@ where
         })
         .await;
     if !shutdown.is_cancelled() {
-        return Ok(false);
+        return Ok(Session::Ended);
     }
     // Events received but never started go back to the queue when the channel closes.
     let _ = channel.close(200, "shutting down".into()).await;
     let _ = dead_letters.close(200, "shutting down".into()).await;
     tracing::info!(queue, "stopped consuming events");
-    Ok(true)
+    Ok(Session::Stopped)
 }
 
 async fn handle<H, Fut>(

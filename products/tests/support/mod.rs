@@ -8,7 +8,7 @@
 use std::{future::Future, ops::Deref, time::Duration};
 
 use common::{
-    amqp::{Broker, Incoming, Outcome, ReplyMode, serve},
+    amqp::{Broker, Incoming, Outcome, ReplyMode, RpcRequest, serve},
     config::AmqpConfig,
     ids::{OrderId, ProductId, ReservationId, UserId},
     jwt::{Claims, ROLE_ADMIN},
@@ -370,22 +370,14 @@ where
     F: Fn(CreateOrderV1) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = CreateOrderReplyV1> + Send + 'static,
 {
-    let amqp = Amqp::connect().await;
-    amqp.declare(&app.queue).await;
+    Amqp::connect().await.declare(&app.queue).await;
     let (tx, received) = mpsc::unbounded_channel();
     let handler = move |incoming: Incoming<CreateOrderV1>| {
         let answer = reply(incoming.request.clone());
         let _ = tx.send(incoming);
         async move { Outcome::Reply(answer.await) }
     };
-    let shutdown = app.shutdown().child_token();
-    let broker = Broker::start(amqp_url(), shutdown.clone());
-    tokio::spawn(serve(broker, app.queue.clone(), 8, handler, shutdown));
-    wait_until(Duration::from_secs(10), "the fake orders consumer", || {
-        let amqp = &amqp;
-        async move { (amqp.counts(&app.queue).await.1 > 0).then_some(()) }
-    })
-    .await;
+    start_fake_server(app, app.queue.clone(), "the fake orders consumer", handler).await;
     FakeOrders { received }
 }
 
@@ -403,16 +395,27 @@ pub async fn start_fake_resolver(
     app: &TestApp,
     answer: impl Fn(ReservationId) -> ResolveReservationReplyV1 + Send + Sync + 'static,
 ) {
-    let queue = app.resolve_queue();
     let handler = move |incoming: Incoming<ResolveReservationV1>| {
         let reply = answer(incoming.request.reservation_id);
         async move { Outcome::Reply(reply) }
     };
+    start_fake_server(app, app.resolve_queue(), "the fake resolver", handler).await;
+}
+
+/// Serves `queue` with `handler` as orders would (8 at once, stopped with the app), and waits
+/// until the broker counts it as a consumer of `queue`.
+async fn start_fake_server<R, H, Fut>(app: &TestApp, queue: String, what: &str, handler: H)
+where
+    R: RpcRequest,
+    R::Reply: Sync,
+    H: Fn(Incoming<R>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome<R::Reply>> + Send + 'static,
+{
     let shutdown = app.shutdown().child_token();
     let broker = Broker::start(amqp_url(), shutdown.clone());
     tokio::spawn(serve(broker, queue.clone(), 8, handler, shutdown));
     let connection = broker_connection().await;
-    wait_until(Duration::from_secs(10), "the fake resolver", || {
+    wait_until(Duration::from_secs(10), what, || {
         let (connection, queue) = (&connection, &queue);
         async move {
             // A channel per look: one that found no queue has been closed by the broker.
