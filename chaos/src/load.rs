@@ -49,6 +49,15 @@ impl CancelOp {
     }
 }
 
+/// The orders some attempt in `cancels` was answered cancelled.
+pub fn answered_cancelled(cancels: &[CancelOp]) -> std::collections::HashSet<Uuid> {
+    cancels
+        .iter()
+        .filter(|op| op.cancelled())
+        .map(|op| op.order_id)
+        .collect()
+}
+
 #[derive(Deserialize)]
 struct Registered {
     id: Uuid,
@@ -401,11 +410,7 @@ pub async fn retry_cancels(
     cancels: &[CancelOp],
     plan: &RetryPlan,
 ) -> Vec<CancelOp> {
-    let done: std::collections::HashSet<Uuid> = cancels
-        .iter()
-        .filter(|op| op.cancelled())
-        .map(|op| op.order_id)
-        .collect();
+    let done = answered_cancelled(cancels);
     let mut open: Vec<(Uuid, Uuid)> = cancels
         .iter()
         .filter(|op| !done.contains(&op.order_id))

@@ -241,11 +241,6 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
     }
     let p50 = check::percentile(&mut latencies, 0.50);
     let p99 = check::percentile(&mut latencies, 0.99);
-    let cancelled: std::collections::HashSet<_> = cancels
-        .iter()
-        .filter(|op| op.cancelled())
-        .map(|op| op.order_id)
-        .collect();
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
@@ -259,7 +254,7 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         report.duplicated,
         report.unexpected,
         report.unresolved,
-        cancelled.len(),
+        load::answered_cancelled(&cancels).len(),
         cancel_anomalies.len(),
         restocks.len(),
         settled.mismatches.len(),
@@ -277,10 +272,11 @@ async fn restock_halfway(
     args: &RunArgs,
     tracked: &std::collections::HashMap<uuid::Uuid, i64>,
 ) -> anyhow::Result<tokio::task::JoinHandle<Vec<stock::Restock>>> {
-    let mut products: Vec<uuid::Uuid> = tracked.keys().copied().collect();
-    if args.restock <= 0 {
-        products.clear();
-    }
+    let products: Vec<uuid::Uuid> = if args.restock > 0 {
+        tracked.keys().copied().collect()
+    } else {
+        Vec::new()
+    };
     let token = match (&args.admin_email, &args.admin_password) {
         _ if products.is_empty() => String::new(),
         (Some(email), Some(password)) => driver.login(email, password).await?,

@@ -14,7 +14,7 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statemen
 use uuid::Uuid;
 
 use crate::check::Outcome;
-use crate::load::CancelOp;
+use crate::load::{CancelOp, answered_cancelled};
 
 /// Stock added to one product by the admin during the run.
 #[derive(Clone, Debug)]
@@ -79,11 +79,7 @@ pub fn mismatches(
 /// cancelled order the driver never cancelled, or a cancel never answered.
 pub fn cancel_anomalies(cancels: &[CancelOp], cancelled: &HashSet<Uuid>) -> Vec<String> {
     let asked: HashSet<Uuid> = cancels.iter().map(|op| op.order_id).collect();
-    let answered: HashSet<Uuid> = cancels
-        .iter()
-        .filter(|op| op.cancelled())
-        .map(|op| op.order_id)
-        .collect();
+    let answered = answered_cancelled(cancels);
     let mut found = Vec::new();
     for id in &asked {
         if !answered.contains(id) {
